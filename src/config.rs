@@ -1,0 +1,207 @@
+//! Settings: the layered configuration tree and its start-up validation.
+//!
+//! Sources, later wins: `config/base.yaml`, `config/$APP_ENVIRONMENT.yaml` (`local` by default), then
+//! environment variables `APP_<SECTION>__<KEY>`. Everything a deployment may want to change lives
+//! here, limits included, so that no number in the request path is a literal.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::domain::limits::{
+    Limits, MAX_AWS_RECORD_SIZE, MAX_AWS_REQUEST_SIZE, MAX_RECORDS_PER_REQUEST,
+};
+
+/// The whole configuration tree (`config/base.yaml` documents every key).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub kinesis: KinesisSettings,
+    pub limits: LimitSettings,
+    pub telemetry: TelemetrySettings,
+    #[serde(default)]
+    pub dev: DevSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    /// 0 binds a free port; the bound port is logged and exposed by `Application::port`.
+    pub port: u16,
+    pub shutdown_drain_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KinesisSettings {
+    /// Empty means "use the standard AWS chain".
+    #[serde(default)]
+    pub endpoint_url: String,
+    /// Empty means "use the standard AWS chain".
+    #[serde(default)]
+    pub region: String,
+    pub connect_timeout_ms: u64,
+    pub attempt_timeout_ms: u64,
+    pub operation_timeout_ms: u64,
+    pub max_attempts: u32,
+    pub readiness_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitSettings {
+    pub max_records_per_request: usize,
+    pub max_record_size_bytes: usize,
+    pub max_request_size_bytes: usize,
+    pub body_limit_bytes: usize,
+    #[serde(default)]
+    pub streams: Vec<StreamLimitSettings>,
+}
+
+/// Size limits for one stream, for streams whose Kinesis max record size was raised.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StreamLimitSettings {
+    pub name: String,
+    pub max_record_size_bytes: Option<usize>,
+    pub max_request_size_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DevSettings {
+    #[serde(default)]
+    pub create_streams: Vec<DevStream>,
+}
+
+/// A stream `kinesis-writer create-streams` creates (local development only).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DevStream {
+    pub name: String,
+    #[serde(default = "one")]
+    pub shards: i32,
+}
+
+fn one() -> i32 {
+    1
+}
+
+impl Settings {
+    /// Loads the layers from `config_dir` for the environment named by `APP_ENVIRONMENT`.
+    pub fn load(config_dir: &Path) -> anyhow::Result<Self> {
+        let environment = std::env::var("APP_ENVIRONMENT").unwrap_or_else(|_| "local".to_owned());
+        let settings: Settings = config::Config::builder()
+            .add_source(config::File::from(config_dir.join("base.yaml")))
+            .add_source(config::File::from(
+                config_dir.join(format!("{environment}.yaml")),
+            ))
+            .add_source(
+                config::Environment::with_prefix("APP")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .with_context(|| format!("Failed to read configuration from {}", config_dir.display()))?
+            .try_deserialize()
+            .context("Failed to parse configuration")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Refuses settings that would make the service break the API contract or AWS's limits.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let l = &self.limits;
+        check_sizes(
+            "limits",
+            l.max_record_size_bytes,
+            l.max_request_size_bytes,
+            l.body_limit_bytes,
+        )?;
+        if l.max_records_per_request == 0 || l.max_records_per_request > MAX_RECORDS_PER_REQUEST {
+            bail!(
+                "limits.max_records_per_request must be 1..={MAX_RECORDS_PER_REQUEST}, got {}",
+                l.max_records_per_request
+            );
+        }
+        for s in &l.streams {
+            crate::domain::StreamName::parse(&s.name)
+                .map_err(|e| anyhow::anyhow!("limits.streams: {e}"))?;
+            check_sizes(
+                &format!("limits.streams[{}]", s.name),
+                s.max_record_size_bytes.unwrap_or(l.max_record_size_bytes),
+                s.max_request_size_bytes.unwrap_or(l.max_request_size_bytes),
+                l.body_limit_bytes,
+            )?;
+        }
+        if self.kinesis.max_attempts == 0 {
+            bail!("kinesis.max_attempts must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The limits in force for `stream`: the global ones with the stream's overrides applied.
+    pub fn limits_for(&self, stream: &str) -> Limits {
+        let l = &self.limits;
+        let o = l.streams.iter().find(|s| s.name == stream);
+        Limits {
+            max_records: l.max_records_per_request,
+            max_record_size: o
+                .and_then(|o| o.max_record_size_bytes)
+                .unwrap_or(l.max_record_size_bytes),
+            max_request_size: o
+                .and_then(|o| o.max_request_size_bytes)
+                .unwrap_or(l.max_request_size_bytes),
+        }
+    }
+}
+
+fn check_sizes(what: &str, record: usize, request: usize, body: usize) -> anyhow::Result<()> {
+    if record == 0 || record > MAX_AWS_RECORD_SIZE {
+        bail!("{what}.max_record_size_bytes must be 1..={MAX_AWS_RECORD_SIZE}, got {record}");
+    }
+    if request == 0 || request > MAX_AWS_REQUEST_SIZE {
+        bail!("{what}.max_request_size_bytes must be 1..={MAX_AWS_REQUEST_SIZE}, got {request}");
+    }
+    // The body carries JSON quoting and separators on top of the record bytes, so a cap at or below
+    // the request-size limit would turn valid batches into 413s.
+    if body <= request || body <= record {
+        bail!(
+            "limits.body_limit_bytes ({body}) must exceed {what}'s record and request size limits \
+             ({record}, {request}) to leave room for JSON overhead"
+        );
+    }
+    Ok(())
+}
+
+impl KinesisSettings {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    pub fn attempt_timeout(&self) -> Duration {
+        Duration::from_millis(self.attempt_timeout_ms)
+    }
+    pub fn operation_timeout(&self) -> Duration {
+        Duration::from_millis(self.operation_timeout_ms)
+    }
+    pub fn readiness_interval(&self) -> Duration {
+        Duration::from_millis(self.readiness_interval_ms)
+    }
+}
+
+impl ServerSettings {
+    pub fn shutdown_drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_drain_timeout_ms)
+    }
+}

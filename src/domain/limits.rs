@@ -1,0 +1,141 @@
+//! Kinesis' size and count limits, and the arithmetic that checks a request against them.
+//!
+//! The numbers themselves are configuration (`limits` in `config/`); the constants here are the
+//! ceilings AWS allows, which configuration may not exceed.
+
+use super::{Record, ValidationError};
+
+/// Records in one PutRecords call.
+/// <https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html>
+pub const MAX_RECORDS_PER_REQUEST: usize = 500;
+/// Largest max record size a stream can be set to (`UpdateMaxRecordSize`, 10,240 KiB, Oct 2025).
+pub const MAX_AWS_RECORD_SIZE: usize = 10 * 1024 * 1024;
+/// Largest PutRecords request, partition keys included (10 MiB since Oct 2025).
+pub const MAX_AWS_REQUEST_SIZE: usize = 10 * 1024 * 1024;
+
+/// The limits in force for one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_records: usize,
+    /// Data + partition key UTF-8 bytes of one record.
+    pub max_record_size: usize,
+    /// Σ(data + partition key UTF-8 bytes) of one PutRecords call.
+    pub max_request_size: usize,
+}
+
+impl Limits {
+    pub fn check_count(&self, actual: usize) -> Result<(), ValidationError> {
+        if actual > self.max_records {
+            return Err(ValidationError::TooManyRecords {
+                limit: self.max_records,
+                actual,
+            });
+        }
+        Ok(())
+    }
+
+    /// One record against the record-size limit; `index` is where it stands in the request.
+    pub fn check_record(&self, index: usize, record: &Record) -> Result<(), ValidationError> {
+        let actual = record.size();
+        if actual > self.max_record_size {
+            return Err(ValidationError::RecordTooLarge {
+                index,
+                limit: self.max_record_size,
+                actual,
+            });
+        }
+        Ok(())
+    }
+
+    /// A PutRecords batch: `record_too_large` for the lowest offending index first, then
+    /// `batch_too_large` (API.md's order). Keys are counted in UTF-8 bytes, as in single mode (the
+    /// Python class counted characters here).
+    pub fn check_batch(&self, records: &[Record]) -> Result<(), ValidationError> {
+        let mut total = 0usize;
+        for (index, record) in records.iter().enumerate() {
+            self.check_record(index, record)?;
+            total += record.size();
+        }
+        if total > self.max_request_size {
+            return Err(ValidationError::BatchTooLarge {
+                limit: self.max_request_size,
+                actual: total,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::domain::PartitionKey;
+
+    fn record(data_len: usize, key: &str) -> Record {
+        Record {
+            data: Bytes::from(vec![b'x'; data_len]),
+            partition_key: PartitionKey::parse(key).unwrap(),
+        }
+    }
+
+    const LIMITS: Limits = Limits {
+        max_records: 3,
+        max_record_size: 100,
+        max_request_size: 250,
+    };
+
+    #[test]
+    fn record_size_counts_key_utf8_bytes_and_the_limit_itself_passes() {
+        assert_eq!(LIMITS.check_record(0, &record(99, "k")), Ok(()));
+        // "é" is 1 character but 2 bytes: 99 + 2 = 101.
+        assert_eq!(
+            LIMITS.check_record(0, &record(99, "é")),
+            Err(ValidationError::RecordTooLarge {
+                index: 0,
+                limit: 100,
+                actual: 101
+            })
+        );
+    }
+
+    #[test]
+    fn batch_reports_the_lowest_oversized_index_before_the_total() {
+        let records = vec![record(99, "k"), record(100, "kk"), record(200, "k")];
+        assert_eq!(
+            LIMITS.check_batch(&records),
+            Err(ValidationError::RecordTooLarge {
+                index: 1,
+                limit: 100,
+                actual: 102
+            })
+        );
+    }
+
+    #[test]
+    fn batch_total_boundary() {
+        let at_limit = vec![record(99, "k"), record(99, "k"), record(49, "k")];
+        assert_eq!(LIMITS.check_batch(&at_limit), Ok(()));
+        let over = vec![record(99, "k"), record(99, "k"), record(50, "k")];
+        assert_eq!(
+            LIMITS.check_batch(&over),
+            Err(ValidationError::BatchTooLarge {
+                limit: 250,
+                actual: 251
+            })
+        );
+    }
+
+    #[test]
+    fn count_boundary() {
+        assert_eq!(LIMITS.check_count(3), Ok(()));
+        assert_eq!(
+            LIMITS.check_count(4),
+            Err(ValidationError::TooManyRecords {
+                limit: 3,
+                actual: 4
+            })
+        );
+    }
+}

@@ -1,0 +1,227 @@
+//! `PublishError`: every way a Kinesis call can fail, classified once at the SDK boundary.
+
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+
+/// A failed Kinesis call, in the categories API.md §2 maps to HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// `ResourceNotFoundException`: the stream does not exist (or is not visible to us).
+    #[error("stream not found: {message}")]
+    NotFound { message: String },
+    /// Throughput or KMS throttling, or `LimitExceededException`.
+    #[error("throttled by Kinesis ({code}): {message}")]
+    Throttled { code: String, message: String },
+    /// Kinesis refused the request's content (`InvalidArgumentException`, `ValidationException`).
+    #[error("rejected by Kinesis ({code}): {message}")]
+    Rejected { code: String, message: String },
+    /// Our own setup is at fault (access denied, KMS, credentials, an unreadable answer).
+    #[error("upstream error: {detail}")]
+    Upstream { detail: String },
+    /// Kinesis could not be reached, or answered with a server error.
+    #[error("Kinesis unavailable: {detail}")]
+    Unavailable { detail: String },
+    /// No answer within the configured timeouts.
+    #[error("Kinesis timed out: {detail}")]
+    Timeout { detail: String },
+}
+
+const THROTTLING: [&str; 3] = [
+    "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+    "KMSThrottlingException",
+];
+const REJECTED: [&str; 2] = ["InvalidArgumentException", "ValidationException"];
+
+impl PublishError {
+    /// Classifies an SDK error: modelled exceptions by code first, then transport failures.
+    pub(crate) fn from_sdk<E, R>(err: &SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug,
+    {
+        match err {
+            SdkError::ServiceError(ctx) => {
+                let e = ctx.err();
+                Self::from_code(
+                    e.code().unwrap_or_default(),
+                    e.message().unwrap_or_default(),
+                    e,
+                )
+            }
+            SdkError::TimeoutError(_) => Self::Timeout {
+                detail: describe(err),
+            },
+            SdkError::DispatchFailure(d) if d.is_timeout() => Self::Timeout {
+                detail: describe(err),
+            },
+            SdkError::DispatchFailure(d) if d.is_io() => Self::Unavailable {
+                detail: describe(err),
+            },
+            // Credential resolution and other failures before anything was sent: our setup.
+            _ => Self::Upstream {
+                detail: describe(err),
+            },
+        }
+    }
+
+    /// Classifies a Kinesis error code (also used for codes from hand-built responses in tests).
+    pub(crate) fn from_code(code: &str, message: &str, source: &dyn std::error::Error) -> Self {
+        let message = message.to_owned();
+        if code == "ResourceNotFoundException" {
+            Self::NotFound { message }
+        } else if THROTTLING.contains(&code) {
+            Self::Throttled {
+                code: code.to_owned(),
+                message,
+            }
+        } else if REJECTED.contains(&code) {
+            Self::Rejected {
+                code: code.to_owned(),
+                message,
+            }
+        } else if matches!(
+            code,
+            "InternalFailure" | "ServiceUnavailable" | "InternalServerError"
+        ) {
+            Self::Unavailable {
+                detail: format!("{code}: {message}"),
+            }
+        } else {
+            // AccessDenied, KMS* (not throttling), unknown codes: details for the log only.
+            Self::Upstream {
+                detail: format!("{code}: {message} ({})", DisplayChain(source)),
+            }
+        }
+    }
+}
+
+fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(err: &SdkError<E, R>) -> String {
+    DisplayChain(err).to_string()
+}
+
+/// An error with its `source()` chain, for logs (SDK errors say little at the top level).
+struct DisplayChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_kinesis::error::ErrorMetadata;
+    use aws_sdk_kinesis::operation::put_records::PutRecordsError;
+    use aws_sdk_kinesis::types::error::{
+        ProvisionedThroughputExceededException, ResourceNotFoundException,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    fn service_error(err: PutRecordsError) -> SdkError<PutRecordsError, HttpResponse> {
+        let raw = HttpResponse::new(StatusCode::try_from(400).unwrap(), SdkBody::empty());
+        SdkError::service_error(err, raw)
+    }
+
+    fn generic(code: &str) -> PutRecordsError {
+        PutRecordsError::generic(ErrorMetadata::builder().code(code).message("m").build())
+    }
+
+    /// Modelled exceptions carry code and message in metadata, as the SDK's deserializer sets them.
+    fn meta(code: &str, message: &str) -> ErrorMetadata {
+        ErrorMetadata::builder().code(code).message(message).build()
+    }
+
+    #[test]
+    fn modelled_exceptions_map_by_code() {
+        let nf = PutRecordsError::ResourceNotFoundException(
+            ResourceNotFoundException::builder()
+                .message("Stream x not found")
+                .meta(meta("ResourceNotFoundException", "Stream x not found"))
+                .build(),
+        );
+        assert_eq!(
+            PublishError::from_sdk(&service_error(nf)),
+            PublishError::NotFound {
+                message: "Stream x not found".into()
+            }
+        );
+        let pt = PutRecordsError::ProvisionedThroughputExceededException(
+            ProvisionedThroughputExceededException::builder()
+                .message("slow down")
+                .meta(meta("ProvisionedThroughputExceededException", "slow down"))
+                .build(),
+        );
+        assert!(matches!(
+            PublishError::from_sdk(&service_error(pt)),
+            PublishError::Throttled { .. }
+        ));
+    }
+
+    #[test]
+    fn unmodelled_codes_map_by_table() {
+        type Check = fn(&PublishError) -> bool;
+        let cases: &[(&str, Check)] = &[
+            ("ValidationException", |e| {
+                matches!(e, PublishError::Rejected { .. })
+            }),
+            ("InvalidArgumentException", |e| {
+                matches!(e, PublishError::Rejected { .. })
+            }),
+            ("LimitExceededException", |e| {
+                matches!(e, PublishError::Throttled { .. })
+            }),
+            ("KMSThrottlingException", |e| {
+                matches!(e, PublishError::Throttled { .. })
+            }),
+            ("AccessDeniedException", |e| {
+                matches!(e, PublishError::Upstream { .. })
+            }),
+            ("KMSDisabledException", |e| {
+                matches!(e, PublishError::Upstream { .. })
+            }),
+            ("InternalFailure", |e| {
+                matches!(e, PublishError::Unavailable { .. })
+            }),
+            ("SomethingNew", |e| {
+                matches!(e, PublishError::Upstream { .. })
+            }),
+        ];
+        for (code, ok) in cases {
+            let got = PublishError::from_sdk(&service_error(generic(code)));
+            assert!(ok(&got), "{code} mapped to {got:?}");
+        }
+    }
+
+    #[test]
+    fn transport_failures_map_to_unavailable_and_timeout() {
+        let io = ConnectorError::io(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        let got = PublishError::from_sdk(
+            &SdkError::<PutRecordsError, HttpResponse>::dispatch_failure(io),
+        );
+        assert!(matches!(got, PublishError::Unavailable { .. }), "{got:?}");
+
+        let t =
+            ConnectorError::timeout(Box::new(std::io::Error::from(std::io::ErrorKind::TimedOut)));
+        let got =
+            PublishError::from_sdk(&SdkError::<PutRecordsError, HttpResponse>::dispatch_failure(t));
+        assert!(matches!(got, PublishError::Timeout { .. }), "{got:?}");
+
+        let got = PublishError::from_sdk(
+            &SdkError::<PutRecordsError, HttpResponse>::timeout_error("operation timeout"),
+        );
+        assert!(matches!(got, PublishError::Timeout { .. }), "{got:?}");
+    }
+}

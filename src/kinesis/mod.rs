@@ -1,0 +1,47 @@
+//! The narrow port around Kinesis: the calls the service makes, in the service's own types.
+//!
+//! `KinesisPublisher` is all the rest of the crate sees; `SdkPublisher` implements it over one
+//! shared `aws_sdk_kinesis::Client`, and SDK types never leave this module.
+
+mod client;
+mod error;
+mod sdk;
+
+pub use client::{build_sdk_client, load_sdk_config};
+pub use error::PublishError;
+pub use sdk::SdkPublisher;
+
+use async_trait::async_trait;
+
+use crate::domain::{PutRecordOutcome, PutRecordsOutcome, Record, StreamName};
+
+/// Writes records to Kinesis. Object-safe so the application state can hold `Arc<dyn …>` and tests
+/// can put a fake behind it.
+#[async_trait]
+pub trait KinesisPublisher: Send + Sync + std::fmt::Debug + 'static {
+    /// One `PutRecord` call.
+    async fn put_record(
+        &self,
+        stream: &StreamName,
+        record: &Record,
+    ) -> Result<PutRecordOutcome, PublishError>;
+
+    /// One `PutRecords` call; per-record failures come back inside the outcome, not as `Err`.
+    async fn put_records(
+        &self,
+        stream: &StreamName,
+        records: &[Record],
+    ) -> Result<PutRecordsOutcome, PublishError>;
+
+    /// A cheap call that shows whether the endpoint answers with our credentials (readiness).
+    async fn probe(&self) -> ProbeResult;
+}
+
+/// What a readiness probe learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeResult {
+    /// Kinesis answered, even if only to say "access denied": endpoint and credentials work.
+    Answered,
+    /// No answer: credentials unresolvable, endpoint unreachable or too slow.
+    Failed(String),
+}

@@ -1,0 +1,63 @@
+//! The `kinesis-writer` binary: parse the command line, load settings, run.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use aws_config::BehaviorVersion;
+use kinesis_writer::config::Settings;
+use kinesis_writer::startup::{Application, shutdown_signal};
+use kinesis_writer::{dev, kinesis, telemetry};
+
+const HELP: &str = "\
+kinesis-writer: an HTTP service that puts records into AWS Kinesis Data Streams
+
+USAGE:
+    kinesis-writer                 run the HTTP server
+    kinesis-writer create-streams  create the streams listed under dev.create_streams (emulators)
+    kinesis-writer openapi         print the OpenAPI document (YAML) and exit
+    kinesis-writer --help | --version
+
+CONFIGURATION:
+    config/base.yaml, then config/$APP_ENVIRONMENT.yaml (local by default), then environment
+    variables APP_<SECTION>__<KEY> (e.g. APP_SERVER__PORT=9000). APP_CONFIG_DIR moves config/.
+    AWS: the standard chain (AWS_REGION, AWS_PROFILE, AWS_ACCESS_KEY_ID, roles, ...) and
+    AWS_ENDPOINT_URL_KINESIS / AWS_ENDPOINT_URL for an emulator.
+";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let command = std::env::args().nth(1);
+    match command.as_deref() {
+        Some("--help" | "-h" | "help") => {
+            print!("{HELP}");
+            return Ok(());
+        }
+        Some("--version" | "-V") => {
+            println!("kinesis-writer {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        Some("openapi") => {
+            print!("{}", kinesis_writer::routes::openapi().to_yaml()?);
+            return Ok(());
+        }
+        None | Some("create-streams") => {}
+        Some(other) => anyhow::bail!("unknown argument {other:?}; see kinesis-writer --help"),
+    }
+
+    let config_dir =
+        std::env::var_os("APP_CONFIG_DIR").map_or_else(|| PathBuf::from("config"), PathBuf::from);
+    let settings = Settings::load(&config_dir)?;
+    telemetry::init(&settings.telemetry);
+
+    if command.as_deref() == Some("create-streams") {
+        let loader = aws_config::defaults(BehaviorVersion::latest());
+        let sdk_config = kinesis::load_sdk_config(&settings.kinesis, loader).await?;
+        let client = kinesis::build_sdk_client(&sdk_config);
+        return dev::create_streams(&client, &settings.dev.create_streams).await;
+    }
+
+    let app = Application::build(settings)
+        .await
+        .context("Failed to start")?;
+    app.run_until_stopped(shutdown_signal()).await
+}

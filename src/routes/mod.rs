@@ -1,0 +1,88 @@
+//! The router: every route, the OpenAPI document built from them, and the middleware stack.
+
+mod health;
+mod records;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, Request, Response};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tracing::{Level, Span};
+use utoipa::OpenApi;
+use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, problem_middleware};
+use crate::openapi::ApiDoc;
+use crate::state::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(records::write_records))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+}
+
+/// The OpenAPI document of the routes as built (also served at `/openapi.json`).
+pub fn openapi() -> OpenApiDoc {
+    api_router().split_for_parts().1
+}
+
+/// The application: routes, `/openapi.json`, problem+json fallbacks, and the middleware stack.
+pub fn router(state: AppState) -> Router {
+    let (router, doc) = api_router().split_for_parts();
+    let doc = std::sync::Arc::new(doc);
+    let router = router
+        .route(
+            "/openapi.json",
+            get(move || async move { axum::Json(doc.as_ref().clone()) }),
+        )
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state);
+    with_middleware(router)
+}
+
+/// The stack, outermost first. Each layer's position matters:
+/// 1. request id: taken from `x-request-id` or generated, so everything below can see it;
+/// 2. propagate: copies it onto the response;
+/// 3. trace: one span per request carrying the id, with `stream`/`records` filled by the handler;
+/// 4. problem rendering: adds the id to error bodies and logs 5xx details once;
+/// 5. catch panic: a panic becomes a 500 problem (inside 4 so it gets the same treatment).
+fn with_middleware(router: Router) -> Router {
+    router.layer(
+    ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<axum::body::Body>| {
+                    let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    let route = request
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map_or(request.uri().path(), |p| p.as_str());
+                    tracing::info_span!("request", method = %request.method(), route, request_id,
+                        stream = tracing::field::Empty, records = tracing::field::Empty)
+                })
+                .on_request(())
+                .on_response(|response: &Response<axum::body::Body>, latency: Duration, _span: &Span| {
+                    tracing::event!(Level::INFO, status = response.status().as_u16(),
+                        latency_ms = latency.as_secs_f64() * 1000.0, "Request finished");
+                }),
+        )
+        .layer(axum::middleware::from_fn(problem_middleware))
+        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+            ApiError::Internal("handler panicked".to_owned()).into_response()
+        })),
+    )
+}

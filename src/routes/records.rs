@@ -1,0 +1,342 @@
+//! `POST /streams/{stream}/records`: HTTP in (path, query, media type, body) → domain → service →
+//! the raw Kinesis response out.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::domain::{
+    BodyKind, Payload, PutRecordOutcome, PutRecordsOutcome, StreamName, ValidationError, WriteMode,
+};
+use crate::error::{ApiError, Problem, RETRY_AFTER_SECS};
+use crate::service::WriteOutcome;
+use crate::state::AppState;
+
+/// Query parameters (documentation; parsing is strict and done by hand, see `WriteParams::parse`).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(
+    dead_code,
+    reason = "describes the query string for the OpenAPI document only"
+)]
+pub(crate) struct WriteQuery {
+    /// `true`: the body is a JSON array and each element becomes one record (PutRecords).
+    /// `false` (default): the whole body is one record (PutRecord). Exactly `true` or `false`.
+    record_per_entry: Option<bool>,
+    /// 1–256 characters (UTF-16 code units). Absent: a UUID v4 per call (single mode) or per
+    /// record (batch mode).
+    #[param(min_length = 1, max_length = 256)]
+    partition_key: Option<String>,
+}
+
+/// The request's options after strict parsing.
+#[derive(Debug, PartialEq, Eq)]
+struct WriteParams {
+    mode: WriteMode,
+    partition_key: Option<String>,
+}
+
+impl WriteParams {
+    /// Unknown or repeated parameters are refused: a typo such as `record_per_entries=true` would
+    /// otherwise silently write one record instead of many.
+    fn parse(pairs: Vec<(String, String)>) -> Result<Self, ValidationError> {
+        let mut mode = None;
+        let mut partition_key = None;
+        for (name, value) in pairs {
+            let invalid = |why: &str| {
+                ValidationError::InvalidQueryParameter(format!("query parameter {name:?}: {why}"))
+            };
+            match name.as_str() {
+                "record_per_entry" => {
+                    if mode.is_some() {
+                        return Err(invalid("given more than once"));
+                    }
+                    mode = Some(match value.as_str() {
+                        "true" => WriteMode::Batch,
+                        "false" => WriteMode::Single,
+                        _ => return Err(invalid("must be exactly `true` or `false`")),
+                    });
+                }
+                "partition_key" => {
+                    if partition_key.is_some() {
+                        return Err(invalid("given more than once"));
+                    }
+                    partition_key = Some(value);
+                }
+                _ => {
+                    return Err(invalid(
+                        "unknown parameter (known: record_per_entry, partition_key)",
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            mode: mode.unwrap_or(WriteMode::Single),
+            partition_key,
+        })
+    }
+}
+
+/// The success body: exactly what Kinesis answered, as AWS spells it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum WriteResponse {
+    /// `record_per_entry=false`: the PutRecord answer.
+    Single(PutRecordOutcome),
+    /// `record_per_entry=true`: the PutRecords answer, `Records` in request order.
+    Batch(PutRecordsOutcome),
+}
+
+/// A JSON value, sent as the record (strings unquoted, anything else as sent).
+#[derive(ToSchema)]
+#[schema(value_type = Object)]
+#[expect(dead_code, reason = "schema only")]
+pub(crate) struct JsonBody(serde_json::Value);
+
+/// Raw bytes, sent verbatim as the record.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[expect(dead_code, reason = "schema only")]
+pub(crate) struct BinaryBody(Vec<u8>);
+
+/// Write one record, or one record per element of a JSON array.
+///
+/// The HTTP form of `KinesisWriter.send_to_stream(data, partition_key, record_per_entry)`.
+/// Limits are checked before any call to Kinesis; the answer is the raw Kinesis response.
+#[utoipa::path(
+    post,
+    path = "/streams/{stream}/records",
+    tag = crate::openapi::RECORDS_TAG,
+    params(
+        ("stream" = String, Path, description = "Kinesis stream name: 1-128 characters of [a-zA-Z0-9_.-]", min_length = 1, max_length = 128, pattern = "^[a-zA-Z0-9_.-]+$"),
+        WriteQuery
+    ),
+    request_body(
+        description = "application/json (default when Content-Type is absent): one JSON value, or with record_per_entry=true a JSON array of values. text/plain (UTF-8) or application/octet-stream: the body bytes verbatim (single mode only).",
+        content(
+            (JsonBody = "application/json"),
+            (String = "text/plain"),
+            (BinaryBody = "application/octet-stream"),
+        )
+    ),
+    responses(
+        (status = 200, description = "Written. PutRecord or PutRecords response as AWS returns it.", body = WriteResponse,
+            headers(("x-amzn-RequestId" = String, description = "AWS request id"), ("x-request-id" = String, description = "This service's request id"))),
+        (status = 207, description = "Batch mode: some records still failed; see Records[i].ErrorCode. Retry-After is set when failures are throttling.", body = PutRecordsOutcome,
+            headers(("Retry-After" = u64, description = "Seconds to wait (throttling only)"))),
+        (status = 400, description = "invalid_stream_name, invalid_query_parameter, invalid_body", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "stream_not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "payload_too_large: the body exceeds the body cap", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "unsupported_media_type", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "data_must_be_list, empty_batch, too_many_records, invalid_partition_key, record_too_large, batch_too_large, kinesis_rejected", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "throttled (Retry-After)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "upstream_error", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "upstream_unavailable (Retry-After)", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "upstream_timeout", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn write_records(
+    State(state): State<AppState>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Path(stream) =
+        path.map_err(|e| ValidationError::InvalidStreamName { got: e.body_text() })?;
+    let stream = StreamName::parse(&stream)?;
+    let span = tracing::Span::current();
+    span.record("stream", stream.as_str());
+
+    let Query(pairs) = query.map_err(|e| ValidationError::InvalidQueryParameter(e.body_text()))?;
+    let params = WriteParams::parse(pairs)?;
+    let kind = body_kind(&headers, params.mode)?;
+
+    let limit = state.settings.limits.body_limit_bytes;
+    let body = read_body(body, &headers, limit).await?;
+    let payload = match params.mode {
+        WriteMode::Single => Payload::single(kind, body)?,
+        WriteMode::Batch => Payload::batch(&body)?,
+    };
+    span.record(
+        "records",
+        match &payload {
+            Payload::Single(_) => 1,
+            Payload::Batch(items) => items.len(),
+        },
+    );
+
+    let outcome = state
+        .ingest
+        .write(&stream, params.partition_key.as_deref(), payload)
+        .await?;
+    Ok(respond(outcome))
+}
+
+/// Decides how to read the body from its media type (API.md §1 "Content types").
+fn body_kind(headers: &HeaderMap, mode: WriteMode) -> Result<BodyKind, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(BodyKind::Json);
+    };
+    let unsupported = || {
+        ApiError::UnsupportedMediaType(format!(
+            "Content-Type {value:?} is not supported: send application/json{}",
+            if mode == WriteMode::Single {
+                ", text/plain or application/octet-stream"
+            } else {
+                " (a JSON array) with record_per_entry=true"
+            }
+        ))
+    };
+    let text = value.to_str().map_err(|_| unsupported())?;
+    let mut parts = text.split(';');
+    let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    // A charset other than UTF-8 would make us store bytes the caller did not mean.
+    let charset_ok = parts.all(|p| {
+        let p = p.trim().to_ascii_lowercase();
+        !p.starts_with("charset=")
+            || matches!(
+                p.trim_start_matches("charset=").trim_matches('"'),
+                "utf-8" | "utf8"
+            )
+    });
+    let kind = match essence.as_str() {
+        "application/json" if charset_ok => BodyKind::Json,
+        "text/plain" if charset_ok => BodyKind::Text,
+        "application/octet-stream" => BodyKind::Binary,
+        _ => return Err(unsupported()),
+    };
+    if mode == WriteMode::Batch && kind != BodyKind::Json {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "record_per_entry=true takes a JSON array: send Content-Type application/json, not {essence}"
+        )));
+    }
+    Ok(kind)
+}
+
+/// Reads the whole body, refusing it (413) as soon as it passes `limit`: before parsing, and
+/// before reading at all when Content-Length already says it is too large.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
+        Err(e) => Err(ValidationError::InvalidBody(format!("could not read the body: {e}")).into()),
+    }
+}
+
+fn respond(outcome: WriteOutcome) -> Response {
+    let (status, request_id, retry_after, body) = match outcome {
+        WriteOutcome::Single(o) => (
+            StatusCode::OK,
+            o.request_id.clone(),
+            false,
+            WriteResponse::Single(o),
+        ),
+        WriteOutcome::Batch(o) => {
+            let status = if o.failed_record_count == 0 {
+                StatusCode::OK
+            } else {
+                StatusCode::MULTI_STATUS
+            };
+            (
+                status,
+                o.request_id.clone(),
+                o.any_throttled(),
+                WriteResponse::Batch(o),
+            )
+        }
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    let headers = response.headers_mut();
+    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        headers.insert("x-amzn-RequestId", id);
+    }
+    if retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(q: &[(&str, &str)]) -> Result<WriteParams, ValidationError> {
+        WriteParams::parse(
+            q.iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn record_per_entry_is_strict_and_case_sensitive() {
+        assert_eq!(params(&[]).unwrap().mode, WriteMode::Single);
+        assert_eq!(
+            params(&[("record_per_entry", "true")]).unwrap().mode,
+            WriteMode::Batch
+        );
+        assert_eq!(
+            params(&[("record_per_entry", "false")]).unwrap().mode,
+            WriteMode::Single
+        );
+        for bad in ["True", "1", "yes", "", "FALSE"] {
+            assert!(params(&[("record_per_entry", bad)]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_repeated_parameters_are_refused() {
+        assert!(params(&[("record_per_entries", "true")]).is_err());
+        assert!(params(&[("partition_key", "a"), ("partition_key", "b")]).is_err());
+        assert!(params(&[("record_per_entry", "true"), ("record_per_entry", "true")]).is_err());
+        assert_eq!(
+            params(&[("partition_key", "")])
+                .unwrap()
+                .partition_key
+                .as_deref(),
+            Some("")
+        );
+    }
+
+    #[test]
+    fn media_types_decide_the_body_kind() {
+        let kind = |ct: Option<&str>, mode| {
+            let mut h = HeaderMap::new();
+            if let Some(ct) = ct {
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+            }
+            body_kind(&h, mode).ok()
+        };
+        use WriteMode::{Batch, Single};
+        assert_eq!(kind(None, Single), Some(BodyKind::Json));
+        assert_eq!(
+            kind(Some("application/json; charset=UTF-8"), Batch),
+            Some(BodyKind::Json)
+        );
+        assert_eq!(kind(Some("Text/Plain"), Single), Some(BodyKind::Text));
+        assert_eq!(kind(Some("text/plain; charset=latin1"), Single), None);
+        assert_eq!(
+            kind(Some("application/octet-stream"), Single),
+            Some(BodyKind::Binary)
+        );
+        assert_eq!(kind(Some("text/plain"), Batch), None);
+        assert_eq!(kind(Some("application/octet-stream"), Batch), None);
+        assert_eq!(
+            kind(Some("application/x-www-form-urlencoded"), Single),
+            None
+        );
+    }
+}

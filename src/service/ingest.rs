@@ -1,0 +1,91 @@
+//! `IngestService`: turns a validated write request into one Kinesis call and its outcome.
+//!
+//! The order of checks is API.md's: `too_many_records`, then `invalid_partition_key`, then
+//! `record_too_large` (lowest index first), then `batch_too_large`. Nothing reaches Kinesis until
+//! all of them pass.
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::domain::{
+    PartitionKey, Payload, PutRecordOutcome, PutRecordsOutcome, Record, StreamName, ValidationError,
+};
+use crate::kinesis::{KinesisPublisher, PublishError};
+
+/// The result of a write, in the shape of the Kinesis call that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Single(PutRecordOutcome),
+    Batch(PutRecordsOutcome),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+#[derive(Debug)]
+pub struct IngestService {
+    publisher: Arc<dyn KinesisPublisher>,
+    settings: Arc<Settings>,
+}
+
+impl IngestService {
+    pub fn new(publisher: Arc<dyn KinesisPublisher>, settings: Arc<Settings>) -> Self {
+        Self {
+            publisher,
+            settings,
+        }
+    }
+
+    pub fn publisher(&self) -> &Arc<dyn KinesisPublisher> {
+        &self.publisher
+    }
+
+    /// Writes `payload` to `stream`. `partition_key` is the caller's key, if any: one key for every
+    /// record; without it each call (single mode) or each record (batch mode) gets a UUID v4.
+    #[tracing::instrument(name = "ingest.write", skip_all, fields(stream = %stream))]
+    pub async fn write(
+        &self,
+        stream: &StreamName,
+        partition_key: Option<&str>,
+        payload: Payload,
+    ) -> Result<WriteOutcome, IngestError> {
+        let limits = self.settings.limits_for(stream.as_str());
+        match payload {
+            Payload::Single(data) => {
+                let key = key_or_uuid(partition_key)?;
+                let record = Record {
+                    data,
+                    partition_key: key,
+                };
+                limits.check_record(0, &record)?;
+                Ok(WriteOutcome::Single(
+                    self.publisher.put_record(stream, &record).await?,
+                ))
+            }
+            Payload::Batch(items) => {
+                limits.check_count(items.len())?;
+                let given = partition_key.map(PartitionKey::parse).transpose()?;
+                let records: Vec<Record> = items
+                    .into_iter()
+                    .map(|data| Record {
+                        data,
+                        partition_key: given.clone().unwrap_or_else(PartitionKey::generate),
+                    })
+                    .collect();
+                limits.check_batch(&records)?;
+                Ok(WriteOutcome::Batch(
+                    self.publisher.put_records(stream, &records).await?,
+                ))
+            }
+        }
+    }
+}
+
+fn key_or_uuid(given: Option<&str>) -> Result<PartitionKey, ValidationError> {
+    given.map_or_else(|| Ok(PartitionKey::generate()), PartitionKey::parse)
+}

@@ -1,0 +1,118 @@
+//! `Application`: binds the listener, wires state to the router, serves until told to stop.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use aws_config::{BehaviorVersion, ConfigLoader};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::config::Settings;
+use crate::kinesis::{KinesisPublisher, SdkPublisher, build_sdk_client, load_sdk_config};
+use crate::service::IngestService;
+use crate::state::{AppState, Readiness};
+
+#[derive(Debug)]
+pub struct Application {
+    port: u16,
+    listener: TcpListener,
+    router: axum::Router,
+    settings: Arc<Settings>,
+}
+
+impl Application {
+    /// Builds against the standard AWS configuration chain.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_aws(settings, aws_config::defaults(BehaviorVersion::latest())).await
+    }
+
+    /// Builds with an AWS config loader the caller prepared (tests add static credentials).
+    pub async fn build_with_aws(settings: Settings, loader: ConfigLoader) -> anyhow::Result<Self> {
+        let sdk_config = load_sdk_config(&settings.kinesis, loader).await?;
+        let publisher = Arc::new(SdkPublisher::new(build_sdk_client(&sdk_config)));
+        Self::build_with_publisher(settings, publisher).await
+    }
+
+    /// Builds around any publisher (tests use fakes for faults the emulator cannot produce).
+    pub async fn build_with_publisher(
+        settings: Settings,
+        publisher: Arc<dyn KinesisPublisher>,
+    ) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let settings = Arc::new(settings);
+        let address = (settings.server.host.as_str(), settings.server.port);
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("Failed to bind {}:{}", address.0, address.1))?;
+        let port = listener.local_addr()?.port();
+        let readiness = Readiness::spawn(publisher.clone(), settings.kinesis.readiness_interval());
+        let state = AppState {
+            ingest: Arc::new(IngestService::new(publisher, settings.clone())),
+            settings: settings.clone(),
+            readiness,
+        };
+        tracing::info!(host = %settings.server.host, port, "Listening");
+        Ok(Self {
+            port,
+            listener,
+            router: crate::routes::router(state),
+            settings,
+        })
+    }
+
+    /// The port actually bound (useful with `server.port = 0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
+    /// for up to `server.shutdown_drain_timeout_ms`.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let drain = self.settings.server.shutdown_drain_timeout();
+        let stopping = Arc::new(Notify::new());
+        let notify = stopping.clone();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!(
+                drain_timeout_ms = drain.as_millis() as u64,
+                "Shutting down: draining in-flight requests"
+            );
+            notify.notify_one();
+        };
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
+        tokio::select! {
+            result = server => result.context("Server failed")?,
+            () = async { stopping.notified().await; tokio::time::sleep(drain).await } => {
+                tracing::warn!("Drain timeout passed with requests still in flight; exiting");
+            }
+        }
+        tracing::info!("Stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (container stop).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c()
+            .await
+            .expect("failed to install the Ctrl-C handler");
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("failed to install the SIGTERM handler")
+            .recv()
+            .await;
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

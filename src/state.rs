@@ -1,0 +1,70 @@
+//! Shared application state and the cached readiness signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::kinesis::{KinesisPublisher, ProbeResult};
+use crate::service::IngestService;
+
+/// What every handler can reach. Cheap to clone (all `Arc`s).
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub ingest: Arc<IngestService>,
+    pub settings: Arc<Settings>,
+    pub readiness: Readiness,
+}
+
+/// The last readiness probe's answer, kept fresh by a background task so `/health/ready` never
+/// calls AWS itself (a load balancer polling it would otherwise multiply AWS calls).
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    rx: watch::Receiver<Result<(), String>>,
+}
+
+impl Readiness {
+    /// Starts probing `publisher` every `interval` (every 250 ms while not yet ready, so a fresh
+    /// process turns ready quickly). The task ends when the last `Readiness` is dropped.
+    pub fn spawn(publisher: Arc<dyn KinesisPublisher>, interval: Duration) -> Self {
+        let (tx, rx) = watch::channel(Err("not probed yet".to_owned()));
+        tokio::spawn(async move {
+            loop {
+                let result = match publisher.probe().await {
+                    ProbeResult::Answered => Ok(()),
+                    ProbeResult::Failed(reason) => Err(reason),
+                };
+                let was_ready = tx.borrow().is_ok();
+                match (&result, was_ready) {
+                    (Ok(()), false) => tracing::info!("Kinesis endpoint answers: ready"),
+                    (Err(reason), true) => {
+                        tracing::warn!(%reason, "Kinesis endpoint stopped answering: not ready");
+                    }
+                    _ => {}
+                }
+                let ready = result.is_ok();
+                if tx.send(result).is_err() {
+                    return;
+                }
+                let wait = if ready {
+                    interval
+                } else {
+                    interval.min(Duration::from_millis(250))
+                };
+                tokio::time::sleep(wait).await;
+            }
+        });
+        Self { rx }
+    }
+
+    /// A fixed answer (tests of handlers that do not care about readiness).
+    pub fn fixed(value: Result<(), String>) -> Self {
+        let (_tx, rx) = watch::channel(value);
+        Self { rx }
+    }
+
+    pub fn current(&self) -> Result<(), String> {
+        self.rx.borrow().clone()
+    }
+}
