@@ -1,0 +1,32 @@
+# kinesis-writer: the two commands a newcomer needs are `make run` and `make test`.
+.PHONY: run stop test check unit emulator openapi bench help
+
+CARGO ?= cargo
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+run: ## emulator + local streams + the service on 127.0.0.1:8080 (Ctrl-C stops all)
+	scripts/run-local.sh
+
+stop: ## stop what `make run` started (from another terminal)
+	scripts/run-local.sh stop
+
+emulator: ## install the pinned Kinesis emulator (tools/kinesis-local) if missing
+	scripts/emulator.sh install
+
+test: emulator check ## every check and test, emulator tests included (what CI runs)
+	$(CARGO) test --workspace --locked
+
+check: ## formatting and lints
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit: ## the fast tests only (no emulator)
+	$(CARGO) test --workspace --locked --lib
+
+openapi: ## regenerate openapi.yaml from the code
+	$(CARGO) run --quiet --locked -- openapi > openapi.yaml
+
+bench: ## release build + load tests against the ceiling, the service and the Python peer
+	bench/run.sh

@@ -1,0 +1,334 @@
+//! Error answers: each `code` of API.md that a request or the emulator can produce, and the
+//! transport failures (Kinesis down, Kinesis silent, no credentials) with real sockets.
+
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::provider::{ProvideCredentials, error::CredentialsError, future};
+
+use crate::helpers::{
+    assert_problem, records_url, spawn, spawn_app, spawn_app_with, test_settings,
+};
+
+#[tokio::test]
+async fn malformed_requests_get_400_415_and_422_codes_and_nothing_lands() {
+    let app = spawn_app().await;
+    // (query, content type, body, status, code)
+    type Case<'a> = (&'a str, Option<&'a str>, &'a [u8], u16, &'a str);
+    let cases: &[Case<'_>] = &[
+        (
+            "record_per_entry=True",
+            Some("application/json"),
+            b"[1]",
+            400,
+            "invalid_query_parameter",
+        ),
+        (
+            "record_per_entry=1",
+            Some("application/json"),
+            b"[1]",
+            400,
+            "invalid_query_parameter",
+        ),
+        (
+            "record_per_entries=true",
+            Some("application/json"),
+            b"[1]",
+            400,
+            "invalid_query_parameter",
+        ),
+        (
+            "partition_key=a&partition_key=b",
+            Some("application/json"),
+            b"1",
+            400,
+            "invalid_query_parameter",
+        ),
+        (
+            "",
+            Some("application/json"),
+            b"{not json",
+            400,
+            "invalid_body",
+        ),
+        ("", Some("application/json"), b"NaN", 400, "invalid_body"),
+        (
+            "",
+            Some("application/json"),
+            b"[1, Infinity]",
+            400,
+            "invalid_body",
+        ),
+        ("", Some("application/json"), b"", 400, "invalid_body"),
+        (
+            "",
+            Some("application/json"),
+            b"\"\xff\"",
+            400,
+            "invalid_body",
+        ),
+        ("", Some("text/plain"), b"\xff\xfe", 400, "invalid_body"),
+        (
+            "record_per_entry=true",
+            Some("application/json"),
+            br#"{"a": 1}"#,
+            422,
+            "data_must_be_list",
+        ),
+        (
+            "record_per_entry=true",
+            Some("application/json"),
+            b"[]",
+            422,
+            "empty_batch",
+        ),
+        (
+            "",
+            Some("application/x-www-form-urlencoded"),
+            b"a=b",
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "",
+            Some("application/xml"),
+            b"<a/>",
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "record_per_entry=true",
+            Some("text/plain"),
+            b"[1]",
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "record_per_entry=true",
+            Some("application/octet-stream"),
+            b"[1]",
+            415,
+            "unsupported_media_type",
+        ),
+    ];
+    for (query, ct, body, status, code) in cases {
+        let response = app.post(query, *ct, body.to_vec()).await;
+        assert_problem(response, *status, code).await;
+    }
+    assert!(app.landed().await.is_empty());
+}
+
+#[tokio::test]
+async fn curls_default_content_type_is_told_to_send_json() {
+    let app = spawn_app().await;
+
+    let response = app
+        .post("", Some("application/x-www-form-urlencoded"), "a=b")
+        .await;
+
+    let body = assert_problem(response, 415, "unsupported_media_type").await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("application/json"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_stream_names_are_refused_without_a_call() {
+    let app = spawn_app().await;
+    for stream in ["bad%20name", "semi;colon", &"x".repeat(129), "%C3%A9"] {
+        let response = app
+            .http
+            .post(records_url(&app.address, stream, ""))
+            .body("1")
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, 400, "invalid_stream_name").await;
+    }
+}
+
+#[tokio::test]
+async fn a_missing_stream_is_404_stream_not_found() {
+    let app = spawn_app().await;
+
+    let response = app
+        .http
+        .post(records_url(&app.address, "no-such-stream", ""))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+
+    let body = assert_problem(response, 404, "stream_not_found").await;
+    assert_eq!(body["error_class"], "UpstreamError");
+}
+
+#[tokio::test]
+async fn what_kinesis_itself_refuses_is_422_kinesis_rejected() {
+    // Configuration says 2 MiB, but the stream itself was left at 1 MiB: Kinesis refuses.
+    let app = spawn_app_with(|s| {
+        let name = s.dev.create_streams[0].name.clone();
+        s.limits
+            .streams
+            .push(kinesis_writer::config::StreamLimitSettings {
+                name,
+                max_record_size_bytes: Some(2 * 1024 * 1024),
+                max_request_size_bytes: None,
+            });
+    })
+    .await;
+
+    let response = app
+        .post(
+            "partition_key=k",
+            Some("application/octet-stream"),
+            vec![b'q'; 1024 * 1024 + 10],
+        )
+        .await;
+
+    let body = assert_problem(response, 422, "kinesis_rejected").await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("InvalidArgumentException"),
+        "{body}"
+    );
+    assert!(app.landed().await.is_empty());
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_problem_bodies() {
+    let app = spawn_app().await;
+
+    let r1 = app
+        .http
+        .get(format!("{}/nope", app.address))
+        .send()
+        .await
+        .unwrap();
+    let r2 = app.http.get(app.records_url("")).send().await.unwrap();
+
+    assert_problem(r1, 404, "not_found").await;
+    assert_problem(r2, 405, "method_not_allowed").await;
+}
+
+#[tokio::test]
+async fn kinesis_unreachable_is_503_with_retry_after() {
+    // A port nobody listens on: connection refused, as when Kinesis or the emulator is down.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = spawn(test_settings(&format!("http://127.0.0.1:{closed}"))).await;
+
+    let response = reqwest::Client::new()
+        .post(records_url(&address, "any", ""))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    let body = assert_problem(response, 503, "upstream_unavailable").await;
+    assert!(
+        !body["detail"].as_str().unwrap().contains("127.0.0.1"),
+        "5xx must not echo internals: {body}"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_kinesis_is_504_within_the_configured_timeout() {
+    // Accepts connections and never answers: the emulator cannot be made to hang.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let mut settings = test_settings(&format!("http://127.0.0.1:{port}"));
+    settings.kinesis.attempt_timeout_ms = 300;
+    settings.kinesis.operation_timeout_ms = 1000;
+    settings.kinesis.max_attempts = 1;
+    let address = spawn(settings).await;
+
+    let started = Instant::now();
+    let response = reqwest::Client::new()
+        .post(records_url(&address, "any", ""))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+
+    assert_problem(response, 504, "upstream_timeout").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// A credentials provider that finds nothing, as on a host with no AWS credentials at all.
+#[derive(Debug)]
+struct NoCredentials;
+
+impl ProvideCredentials for NoCredentials {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::ready(Err(CredentialsError::not_loaded(
+            "no credentials in this test",
+        )))
+    }
+}
+
+#[tokio::test]
+async fn no_credentials_is_502_upstream_error_and_not_ready() {
+    let settings = test_settings(crate::helpers::emulator_endpoint());
+    let loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(NoCredentials);
+    let app = kinesis_writer::startup::Application::build_with_aws(settings, loader)
+        .await
+        .unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let http = reqwest::Client::new();
+
+    let response = http
+        .post(records_url(&address, "any", ""))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ready = http
+        .get(format!("{address}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+
+    let body = assert_problem(response, 502, "upstream_error").await;
+    assert!(
+        !body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("credentials in this test"),
+        "{body}"
+    );
+    assert_problem(ready, 503, "not_ready").await;
+}

@@ -1,0 +1,356 @@
+//! Test harness: the emulator (started once, on free loopback ports, SIGKILLed when this test
+//! process ends), `spawn_app` (the service on port 0), fresh streams, and read-back.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, ConfigLoader, Region};
+use aws_credential_types::Credentials;
+use aws_sdk_kinesis::types::ShardIteratorType;
+use kinesis_writer::config::Settings;
+use kinesis_writer::startup::Application;
+
+/// One emulator for the whole test binary: it takes ~1-2 s and ~170 MB to start.
+static EMULATOR: OnceLock<String> = OnceLock::new();
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The emulator's endpoint (`http://127.0.0.1:PORT`), starting it on first use.
+pub(crate) fn emulator_endpoint() -> &'static str {
+    EMULATOR.get_or_init(start_emulator)
+}
+
+fn start_emulator() -> String {
+    let dir = repo_root().join("tools/kinesis-local");
+    let main_js = dir.join("node_modules/kinesis-local/main.js");
+    if !main_js.exists() {
+        let status = Command::new("npm")
+            .args([
+                "ci",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(&dir)
+            .status()
+            .expect("npm is needed to install the emulator");
+        assert!(status.success(), "npm ci in tools/kinesis-local failed");
+    }
+    let (port, tls_port) = (free_port(), free_port());
+    let log = std::env::temp_dir().join(format!("kinesis-writer-emulator-{port}.log"));
+    // A bash watchdog owns the emulator: when this test process is gone (however it ends), it
+    // SIGKILLs node, so no emulator outlives the tests.
+    let script = format!(
+        "node '{}' & child=$!; trap 'kill -KILL $child 2>/dev/null' EXIT; \
+         while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.3; done",
+        main_js.display(),
+        std::process::id()
+    );
+    #[expect(
+        clippy::zombie_processes,
+        reason = "the watchdog outlives this process by design; it exits when we do"
+    )]
+    Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .env(
+            "KINESIS_MOCK_CERT_PATH",
+            dir.join("node_modules/kinesis-local/server.json"),
+        )
+        .env("KINESIS_MOCK_PLAIN_PORT", port.to_string())
+        .env("KINESIS_MOCK_TLS_PORT", tls_port.to_string())
+        .env("CREATE_STREAM_DURATION", "0ms")
+        .env("LOG_LEVEL", "WARN")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("failed to start the emulator");
+    let start = Instant::now();
+    while !emulator_answers(port) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the emulator did not answer on port {port} within 60 s; log: {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    format!("http://127.0.0.1:{port}")
+}
+
+/// A blocking ListStreams with a dummy SigV4 header: the emulator checks only that one is there.
+fn emulator_answers(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-amz-json-1.1\r\n\
+         X-Amz-Target: Kinesis_20131202.ListStreams\r\nX-Amz-Date: 20260101T000000Z\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/kinesis/aws4_request, \
+         SignedHeaders=host, Signature=00\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    let mut answer = String::new();
+    s.write_all(req.as_bytes()).is_ok()
+        && s.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1.1 200")
+}
+
+/// An AWS config loader with static test credentials and no IMDS or profile look-ups.
+pub(crate) fn test_loader() -> ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+}
+
+/// Settings as the service loads them from `config/` (local profile), pointed at `endpoint`, on a
+/// free port.
+pub(crate) fn test_settings(endpoint: &str) -> Settings {
+    let mut settings = Settings::load(&repo_root().join("config")).expect("config/ loads");
+    settings.server.port = 0;
+    settings.kinesis.endpoint_url = endpoint.to_owned();
+    settings.kinesis.region = "us-east-1".to_owned();
+    settings.kinesis.readiness_interval_ms = 200;
+    settings.dev.create_streams.clear();
+    settings
+}
+
+fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        kinesis_writer::telemetry::init(&kinesis_writer::config::TelemetrySettings {
+            format: kinesis_writer::config::LogFormat::Pretty,
+            filter: "debug".to_owned(),
+        });
+    }
+}
+
+/// The emulator's control client (creates streams, reads records back).
+pub(crate) async fn control_client() -> aws_sdk_kinesis::Client {
+    let config = test_loader().endpoint_url(emulator_endpoint()).load().await;
+    aws_sdk_kinesis::Client::new(&config)
+}
+
+/// A running service plus what a test needs to talk to it and to look behind it.
+#[derive(Debug)]
+pub(crate) struct TestApp {
+    pub(crate) address: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) kinesis: aws_sdk_kinesis::Client,
+    /// A fresh, ACTIVE, one-shard stream of this test's own.
+    pub(crate) stream: String,
+}
+
+/// The service against the emulator, with a fresh stream.
+pub(crate) async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like `spawn_app`, with settings adjusted by `tweak` (called with the fresh stream's name set in
+/// `settings.dev.create_streams[0]`, so per-stream limits can name it).
+pub(crate) async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    init_logs();
+    let kinesis = control_client().await;
+    let stream = fresh_stream(&kinesis).await;
+    let mut settings = test_settings(emulator_endpoint());
+    settings
+        .dev
+        .create_streams
+        .push(kinesis_writer::config::DevStream {
+            name: stream.clone(),
+            shards: 1,
+        });
+    tweak(&mut settings);
+    let address = spawn(settings).await;
+    TestApp {
+        address,
+        http: reqwest::Client::new(),
+        kinesis,
+        stream,
+    }
+}
+
+/// Starts the service with `settings` (static test credentials) and returns its base URL.
+pub(crate) async fn spawn(settings: Settings) -> String {
+    let app = Application::build_with_aws(settings, test_loader())
+        .await
+        .expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    address
+}
+
+/// Creates a uniquely named one-shard stream and waits until it is ACTIVE.
+pub(crate) async fn fresh_stream(kinesis: &aws_sdk_kinesis::Client) -> String {
+    let name = format!("test-{}", uuid::Uuid::new_v4().simple());
+    kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(1)
+        .send()
+        .await
+        .expect("CreateStream");
+    kinesis_writer::dev::wait_active(kinesis, &name, Duration::from_secs(30))
+        .await
+        .unwrap();
+    name
+}
+
+/// One record as read back from the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Landed {
+    pub(crate) data: Vec<u8>,
+    pub(crate) partition_key: String,
+    pub(crate) sequence_number: String,
+}
+
+impl TestApp {
+    pub(crate) fn records_url(&self, query: &str) -> String {
+        records_url(&self.address, &self.stream, query)
+    }
+
+    /// POSTs `body` with `content_type` to this test's stream.
+    pub(crate) async fn post(
+        &self,
+        query: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut req = self.http.post(self.records_url(query)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub(crate) async fn post_json(&self, query: &str, body: &str) -> reqwest::Response {
+        self.post(query, Some("application/json"), body.to_owned())
+            .await
+    }
+
+    /// Every record in this test's stream, oldest first.
+    pub(crate) async fn landed(&self) -> Vec<Landed> {
+        read_stream(&self.kinesis, &self.stream).await
+    }
+}
+
+pub(crate) fn records_url(address: &str, stream: &str, query: &str) -> String {
+    if query.is_empty() {
+        format!("{address}/streams/{stream}/records")
+    } else {
+        format!("{address}/streams/{stream}/records?{query}")
+    }
+}
+
+/// Reads every shard of `stream` from TRIM_HORIZON with GetRecords.
+pub(crate) async fn read_stream(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Vec<Landed> {
+    let shards = kinesis
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .expect("ListShards");
+    let mut out = Vec::new();
+    for shard in shards.shards() {
+        let mut iterator = kinesis
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("GetShardIterator")
+            .shard_iterator;
+        while let Some(it) = iterator {
+            let page = kinesis
+                .get_records()
+                .shard_iterator(it)
+                .send()
+                .await
+                .expect("GetRecords");
+            if page.records().is_empty() {
+                break;
+            }
+            out.extend(page.records().iter().map(|r| Landed {
+                data: r.data().as_ref().to_vec(),
+                partition_key: r.partition_key().unwrap_or_default().to_owned(),
+                sequence_number: r.sequence_number().to_owned(),
+            }));
+            iterator = page.next_shard_iterator;
+        }
+    }
+    out
+}
+
+/// Asserts a problem+json answer with `status` and `code`; returns the body for more checks.
+pub(crate) async fn assert_problem(
+    response: reqwest::Response,
+    status: u16,
+    code: &str,
+) -> serde_json::Value {
+    assert_eq!(
+        response.status().as_u16(),
+        status,
+        "status for expected code {code}"
+    );
+    let ct = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(
+        ct.as_deref(),
+        Some("application/problem+json"),
+        "content type for {code}"
+    );
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body: serde_json::Value = response.json().await.expect("problem body is JSON");
+    assert_eq!(body["code"], code, "body: {body}");
+    assert_eq!(body["status"], status, "body: {body}");
+    assert_eq!(body["type"], format!("urn:kinesis-writer:problem:{code}"));
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "body: {body}"
+    );
+    assert_eq!(
+        body["request_id"].as_str(),
+        request_id.as_deref(),
+        "request id in body and header"
+    );
+    if status == 422 || status == 413 {
+        assert_eq!(body["error_class"], "KinesisWriterError");
+    }
+    body
+}
+
+/// True when `s` is a lowercase hyphenated UUID v4, as Python's `str(uuid.uuid4())`.
+pub(crate) fn is_uuid_v4(s: &str) -> bool {
+    s.len() == 36
+        && s == s.to_lowercase()
+        && uuid::Uuid::parse_str(s).is_ok_and(|u| u.get_version_num() == 4)
+}
+
+/// The compiled service binary (for command-line tests).
+pub(crate) fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_kinesis-writer"))
+}
+
+pub(crate) fn config_dir() -> PathBuf {
+    repo_root().join("config")
+}

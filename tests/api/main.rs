@@ -1,0 +1,11 @@
+//! Black-box tests: the service over real HTTP, against the real Kinesis emulator (kinesis-local,
+//! started once per test binary by `helpers`), a fresh stream per test. Records are read back
+//! with GetRecords and compared byte for byte.
+
+mod cli;
+mod errors;
+mod health;
+mod helpers;
+mod limits;
+mod openapi;
+mod records;
