@@ -1,0 +1,69 @@
+"""The Python peer of the benchmark: newslaunch's KinesisWriter (the class the service replaces)
+behind FastAPI, with the service's route, so both are measured doing the same work.
+
+    uvicorn python_peer:app --app-dir bench --workers 2 --port 9300
+
+POST /streams/{stream}/records?record_per_entry=true|false&partition_key=...
+  application/json          -> the parsed JSON value (a str is sent raw, anything else json.dumps'd)
+  application/octet-stream  -> the body bytes
+  text/plain                -> the body as str
+Answers the boto3 response (ResponseMetadata dropped). Kinesis errors become 502 with the AWS code:
+the peer is a yardstick, not a second implementation of API.md.
+
+boto3 reads AWS_ENDPOINT_URL_KINESIS and AWS_DEFAULT_REGION (not AWS_REGION) from the environment.
+"""
+
+import json
+import threading
+
+from botocore.exceptions import ClientError
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from newslaunch.kinesis_writer import KinesisWriter
+
+app = FastAPI()
+
+# One writer (one boto3 client, thread-safe) per stream and process: building a client costs
+# milliseconds, which would otherwise dominate every request.
+_writers: dict[str, KinesisWriter] = {}
+_lock = threading.Lock()
+
+
+def writer(stream: str) -> KinesisWriter:
+    w = _writers.get(stream)
+    if w is None:
+        with _lock:
+            w = _writers.get(stream)
+            if w is None:
+                w = _writers[stream] = KinesisWriter(stream_name=stream)
+    return w
+
+
+@app.get("/health")
+def health() -> dict:
+    return {"status": "ok"}
+
+
+# The body is read asynchronously (its content type decides how to decode it), then the blocking
+# boto3 call runs in the thread pool, as FastAPI does for a plain `def` route.
+@app.post("/streams/{stream}/records")
+async def records(stream: str, request: Request,
+                  record_per_entry: str = "false", partition_key: str | None = None):
+    body = await request.body()
+    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if ctype == "application/octet-stream":
+        data = body
+    elif ctype == "text/plain":
+        data = body.decode("utf-8")
+    else:
+        data = json.loads(body)
+    try:
+        resp = await run_in_threadpool(
+            writer(stream).send_to_stream, data, partition_key, record_per_entry == "true"
+        )
+    except ClientError as e:
+        return JSONResponse({"code": e.response["Error"]["Code"]}, status_code=502)
+    resp.pop("ResponseMetadata", None)
+    status = 207 if resp.get("FailedRecordCount") else 200
+    return JSONResponse(resp, status_code=status)

@@ -1,0 +1,115 @@
+"""Turns bench/run.sh's raw results (target/bench/) into the markdown table. Standard library only.
+
+    python3 bench/report.py target/bench
+"""
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+SCENARIOS = {
+    "a": "a: 1 x 200 B JSON, c=64",
+    "b": "b: 100 x 200 B batch, c=16",
+    "c": "c: 1 x 100 KiB bytes, c=16",
+}
+# The issue's targets, as ratios of the ceiling: (metric, minimum).
+TARGETS = {"a": ("req_s", 0.35), "b": ("rec_s", 0.25), "c": ("req_s", 0.30)}
+MIN_VS_PYTHON = 30.0
+
+
+def load(out: Path):
+    runs = {}
+    for line in (out / "results.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        o = json.loads(Path(r["oha"]).read_text())
+        codes = {int(k): v for k, v in (o.get("statusCodeDistribution") or {}).items()}
+        ok = sum(v for k, v in codes.items() if 200 <= k < 300)
+        non2xx = sum(v for k, v in codes.items() if not 200 <= k < 300)
+        transport = sum((o.get("errorDistribution") or {}).values())
+        secs = o["summary"]["total"]
+        lat = o.get("latencyPercentiles") or {}
+        runs.setdefault((r["target"], r["scenario"]), []).append(
+            {
+                "req_s": ok / secs,
+                "rec_s": ok * r["records_per_request"] / secs,
+                "p50": (lat.get("p50") or 0) * 1000,
+                "p99": (lat.get("p99") or 0) * 1000,
+                "errors": non2xx + transport,
+                "acked": ok * r["records_per_request"],
+                "arrived": r["arrived"],
+            }
+        )
+    return runs
+
+
+def med(rs, k):
+    return statistics.median(x[k] for x in rs)
+
+
+def main() -> None:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "target/bench")
+    runs = load(out)
+    machine = json.loads((out / "machine.json").read_text())
+    reps = max(len(v) for v in runs.values())
+    print(
+        f"{machine['nproc']} cores ({machine['cpu']}), shared by load generator (oha), target and "
+        f"fake-kinesis; {machine['seconds']} s per run, median of {reps} run(s).\n"
+    )
+    print(
+        "| target | scenario | req/s | records/s | p50 ms | p99 ms | errors | acked / arrived "
+        "| service/ceiling | service/Python |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---|---:|---:|")
+    verdicts = []
+    for s, label in SCENARIOS.items():
+        metric = TARGETS[s][0]
+        for t in ("ceiling", "service", "python"):
+            rs = runs.get((t, s))
+            if not rs:
+                continue
+            errors = sum(x["errors"] for x in rs)
+            if t == "ceiling":
+                acked = "n/a"
+            else:
+                acked_n = sum(x["acked"] for x in rs)
+                arrived_n = sum(x["arrived"] for x in rs)
+                same = all(x["acked"] == x["arrived"] for x in rs)
+                acked = f"{acked_n} / {arrived_n} {'(equal)' if same else '(DIFFER)'}"
+            ratio_c = ratio_p = ""
+            if t == "service":
+                if (c := runs.get(("ceiling", s))) and med(c, metric):
+                    r = med(rs, metric) / med(c, metric)
+                    ratio_c = f"{r:.2f}"
+                    verdicts.append((s, f"{metric} vs ceiling", r, TARGETS[s][1], errors, acked))
+                if (p := runs.get(("python", s))) and med(p, metric):
+                    r = med(rs, metric) / med(p, metric)
+                    ratio_p = f"{r:.1f}x"
+                    verdicts.append((s, f"{metric} vs Python", r, MIN_VS_PYTHON, errors, acked))
+            print(
+                f"| {t} | {label} | {med(rs, 'req_s'):,.0f} | {med(rs, 'rec_s'):,.0f} "
+                f"| {med(rs, 'p50'):.2f} | {med(rs, 'p99'):.2f} | {errors} | {acked} "
+                f"| {ratio_c} | {ratio_p} |"
+            )
+    print()
+    print("Targets (service; ratios of medians):\n")
+    for s, what, r, want, errors, acked in verdicts:
+        ok = r >= want and errors == 0 and "(equal)" in acked
+        print(
+            f"- {s}: {what} = {r:.2f} (want >= {want}); errors {errors}; acked/arrived "
+            f"{acked} -> {'MET' if ok else 'MISSED'}"
+        )
+    if "service_vmhwm_kb" in machine:
+        print(
+            f"\nService memory: peak RSS (VmHWM) {machine['service_vmhwm_kb'] / 1024:.1f} MiB, "
+            f"RSS at the end {machine['service_vmrss_kb'] / 1024:.1f} MiB."
+        )
+    if "python_vmhwm_kb_total" in machine:
+        print(
+            f"Python peer (uvicorn parent + 2 workers) peak RSS, summed: "
+            f"{machine['python_vmhwm_kb_total'] / 1024:.1f} MiB."
+        )
+
+
+if __name__ == "__main__":
+    main()

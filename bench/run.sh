@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# `make bench`: the service against a bare axum server (the ceiling) and against the Python class it
+# replaces (newslaunch's KinesisWriter behind FastAPI/uvicorn), all writing to fake-kinesis.
+#
+# Everything runs on 127.0.0.1 on this machine, is bounded in time, and every process started here
+# is stopped on exit, failure or Ctrl-C. Results: a markdown table on stdout, raw data under
+# target/bench/.
+#
+# Knobs (environment):
+#   BENCH_SECONDS=10            length of one measured run
+#   BENCH_REPEAT=3              measured runs per target and scenario (the table quotes medians)
+#   BENCH_WARMUP=2              seconds of unmeasured load before each target/scenario's first run
+#   BENCH_TARGETS="ceiling service python"
+#   BENCH_SCENARIOS="a b c"     a: 1 x ~200 B JSON, c=64; b: 100 x ~200 B batch, c=16;
+#                               c: 1 x 100 KiB octet-stream, c=16
+#   BENCH_SKIP_BUILD=1          use the release binaries already built
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bench="$root/bench"
+out="$root/target/bench"
+secs=${BENCH_SECONDS:-10}
+repeat=${BENCH_REPEAT:-3}
+warmup=${BENCH_WARMUP:-2}
+targets=${BENCH_TARGETS:-"ceiling service python"}
+scenarios=${BENCH_SCENARIOS:-"a b c"}
+stream=bench-stream
+oha_version=1.16.0
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# --- cleanup: stop exactly the processes this script started -------------------------------------
+pids=()
+cleanup() {
+  local rc=$?
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true; done
+  for _ in $(seq 1 30); do
+    local alive=0
+    for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_http URL SECONDS [METHOD]: until URL answers 2xx.
+wait_http() {
+  local url=$1 limit=$2 method=${3:-GET} i
+  for i in $(seq 1 $((limit * 10))); do
+    curl -sf -o /dev/null -X "$method" --max-time 1 "$url" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# --- tools -------------------------------------------------------------------------------------
+install_oha() {
+  command -v oha >/dev/null && return 0
+  # HTTP only is all we need; native-tls builds in a fraction of the time of the rustls/aws-lc
+  # default (and oha 1.16 does not compile with no TLS feature at all).
+  if ! dpkg -s libssl-dev pkg-config >/dev/null 2>&1; then
+    log "installing libssl-dev and pkg-config (for oha's native-tls build)"
+    apt-get update -qq && apt-get install -y -qq libssl-dev pkg-config >/dev/null
+  fi
+  log "installing oha $oha_version (cargo install, a few minutes once)"
+  cargo install oha --version "$oha_version" --locked --no-default-features --features native-tls
+}
+
+install_venv() {
+  local stamp="$bench/.venv/.requirements.sha256"
+  local want
+  want=$(sha256sum "$bench/requirements.txt" | cut -d' ' -f1)
+  if [ -x "$bench/.venv/bin/uvicorn" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  log "creating bench/.venv (newslaunch, FastAPI, uvicorn; pinned in bench/requirements.txt)"
+  rm -rf "$bench/.venv"
+  python3 -m venv "$bench/.venv"
+  "$bench/.venv/bin/pip" install -q --disable-pip-version-check -r "$bench/requirements.txt"
+  echo "$want" >"$stamp"
+}
+
+install_oha
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v oha >/dev/null || die "oha not found after install"
+install_venv
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+  log "building release binaries (a cold build takes ~8 min on 2 cores)"
+  cargo build --release -p kinesis-writer -p fake-kinesis --bin kinesis-writer --bin fake-kinesis \
+    --example ceiling
+fi
+rel="$root/target/release"
+for b in "$rel/kinesis-writer" "$rel/fake-kinesis" "$rel/examples/ceiling"; do
+  [ -x "$b" ] || die "missing $b"
+done
+
+# --- inputs ------------------------------------------------------------------------------------
+rm -rf "$out"
+mkdir -p "$out/runs"
+python3 - "$out" <<'EOF'
+import json, sys
+out = sys.argv[1]
+def record(i):
+    # ~200 bytes of JSON, shaped like the articles newslaunch streams.
+    r = {"webUrl": f"https://example.co.uk/news/2026/article-{i:06d}",
+         "webTitle": "Example headline for the benchmark",
+         "webPublicationDate": "2026-01-01T00:00:00Z", "content": ""}
+    r["content"] = "x" * (200 - len(json.dumps(r, separators=(",", ":"))))
+    return r
+open(f"{out}/a.json", "w").write(json.dumps(record(0), separators=(",", ":")))
+open(f"{out}/b.json", "w").write(json.dumps([record(i) for i in range(100)], separators=(",", ":")))
+open(f"{out}/c.bin", "wb").write(bytes((i * 7) % 251 for i in range(100 * 1024)))
+EOF
+
+# scenario -> concurrency, records per request, content type, body file, query
+scenario_conf() {
+  case $1 in
+    a) echo "64 1 application/json $out/a.json record_per_entry=false" ;;
+    b) echo "16 100 application/json $out/b.json record_per_entry=true" ;;
+    c) echo "16 1 application/octet-stream $out/c.bin record_per_entry=false" ;;
+    *) die "unknown scenario $1" ;;
+  esac
+}
+
+# --- processes ---------------------------------------------------------------------------------
+fake_port=$(free_port)
+"$rel/fake-kinesis" --port "$fake_port" --count-only >"$out/fake.log" 2>&1 &
+pids+=($!)
+fake="http://127.0.0.1:$fake_port"
+wait_http "$fake/_stats" 20 || die "fake-kinesis did not start (see $out/fake.log)"
+
+declare -A url
+svc_pid=""
+peer_pid=""
+for t in $targets; do
+  port=$(free_port)
+  case $t in
+    ceiling)
+      "$rel/examples/ceiling" --port "$port" >"$out/ceiling.log" 2>&1 &
+      pids+=($!)
+      ;;
+    service)
+      env APP_ENVIRONMENT=local APP_SERVER__PORT="$port" APP_TELEMETRY__FILTER=warn \
+        AWS_ENDPOINT_URL_KINESIS="$fake" APP_KINESIS__ENDPOINT_URL="$fake" AWS_REGION=us-east-1 \
+        AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
+        "$rel/kinesis-writer" >"$out/service.log" 2>&1 &
+      svc_pid=$!
+      pids+=("$svc_pid")
+      wait_http "http://127.0.0.1:$port/health/ready" 60 ||
+        die "service not ready in 60 s (see $out/service.log)"
+      ;;
+    python)
+      env AWS_ENDPOINT_URL_KINESIS="$fake" AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 \
+        AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
+        "$bench/.venv/bin/uvicorn" python_peer:app --app-dir "$bench" --host 127.0.0.1 \
+        --port "$port" --workers 2 --log-level warning --no-access-log >"$out/python.log" 2>&1 &
+      peer_pid=$!
+      pids+=("$peer_pid")
+      ;;
+    *) die "unknown target $t" ;;
+  esac
+  url[$t]="http://127.0.0.1:$port"
+done
+for t in $targets; do
+  case $t in
+    ceiling) wait_http "${url[$t]}/streams/x/records" 30 POST || die "ceiling did not start" ;;
+    python) wait_http "${url[$t]}/health" 60 || die "python peer did not start (see $out/python.log)" ;;
+  esac
+done
+log "fake $fake; $(for t in $targets; do printf '%s %s; ' "$t" "${url[$t]}"; done)"
+
+# stable_arrived: the fake's records_accepted once it stops moving (late in-flight writes).
+stable_arrived() {
+  local prev=-1 cur i
+  for i in $(seq 1 50); do
+    cur=$(curl -sf "$fake/_stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["records_accepted"])')
+    [ "$cur" = "$prev" ] && { echo "$cur"; return; }
+    prev=$cur
+    sleep 0.2
+  done
+  echo "$cur"
+}
+
+# load TARGET SCENARIO DURATION OUTFILE
+load() {
+  local t=$1 s=$2 d=$3 file=$4 conc rpr ctype body query
+  read -r conc rpr ctype body query <<<"$(scenario_conf "$s")"
+  # --wait-ongoing-requests-after-deadline: every request sent is answered and counted, so
+  # "acknowledged" can be compared exactly with what reached the fake.
+  timeout $((d + 60)) oha -z "${d}s" -c "$conc" --no-tui --output-format json \
+    --wait-ongoing-requests-after-deadline -m POST -H "content-type: $ctype" -D "$body" \
+    "${url[$t]}/streams/$stream/records?$query" >"$file" 2>"$file.err" ||
+    die "oha failed for $t/$s (see $file.err)"
+}
+
+# --- runs --------------------------------------------------------------------------------------
+for rep in $(seq 1 "$repeat"); do
+  for s in $scenarios; do
+    for t in $targets; do
+      if [ "$rep" = 1 ] && [ "$warmup" -gt 0 ]; then
+        load "$t" "$s" "$warmup" "$out/runs/warmup-$t-$s.json"
+      fi
+      [ "$t" != ceiling ] && curl -sf -X POST "$fake/_reset" >/dev/null
+      log "run $rep/$repeat: $t, scenario $s, ${secs}s"
+      f="$out/runs/$t-$s-$rep.json"
+      load "$t" "$s" "$secs" "$f"
+      arrived=null
+      [ "$t" != ceiling ] && arrived=$(stable_arrived)
+      read -r conc rpr _ <<<"$(scenario_conf "$s")"
+      printf '{"target":"%s","scenario":"%s","rep":%s,"concurrency":%s,"records_per_request":%s,"arrived":%s,"oha":"%s"}\n' \
+        "$t" "$s" "$rep" "$conc" "$rpr" "$arrived" "$f" >>"$out/results.jsonl"
+    done
+  done
+done
+
+# --- memory and machine ------------------------------------------------------------------------
+vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+{
+  echo "{"
+  echo "\"nproc\": $(nproc),"
+  echo "\"cpu\": \"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)\","
+  echo "\"mem_total_kb\": $(awk '/MemTotal/ {print $2}' /proc/meminfo),"
+  if [ -n "$svc_pid" ]; then
+    echo "\"service_vmhwm_kb\": $(vm "$svc_pid" VmHWM), \"service_vmrss_kb\": $(vm "$svc_pid" VmRSS),"
+  fi
+  if [ -n "$peer_pid" ]; then
+    peer_rss=0
+    for p in $peer_pid $(pgrep -P "$peer_pid" || true); do peer_rss=$((peer_rss + $(vm "$p" VmHWM))); done
+    echo "\"python_vmhwm_kb_total\": $peer_rss,"
+  fi
+  echo "\"seconds\": $secs, \"repeat\": $repeat"
+  echo "}"
+} >"$out/machine.json"
+
+python3 "$bench/report.py" "$out" | tee "$out/report.md"
