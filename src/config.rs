@@ -20,6 +20,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub kinesis: KinesisSettings,
     pub limits: LimitSettings,
+    pub delivery: DeliverySettings,
     pub telemetry: TelemetrySettings,
     #[serde(default)]
     pub dev: DevSettings,
@@ -64,6 +65,39 @@ pub struct StreamLimitSettings {
     pub name: String,
     pub max_record_size_bytes: Option<usize>,
     pub max_request_size_bytes: Option<usize>,
+}
+
+/// The retry layer (`service::delivery`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeliverySettings {
+    pub max_attempts: u32,
+    pub deadline_ms: u64,
+    pub base_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub split_batches: bool,
+    pub split_concurrency: usize,
+    #[serde(default)]
+    pub streams: Vec<StreamDeliverySettings>,
+}
+
+/// Delivery overrides for one stream.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StreamDeliverySettings {
+    pub name: String,
+    pub max_attempts: Option<u32>,
+    pub deadline_ms: Option<u64>,
+    pub split_batches: Option<bool>,
+}
+
+/// The retry policy in force for one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub deadline: Duration,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    pub split_batches: bool,
+    pub split_concurrency: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -148,6 +182,16 @@ impl Settings {
         if self.kinesis.max_attempts == 0 {
             bail!("kinesis.max_attempts must be at least 1");
         }
+        let d = &self.delivery;
+        if d.max_attempts == 0 || d.streams.iter().any(|s| s.max_attempts == Some(0)) {
+            bail!("delivery.max_attempts must be at least 1");
+        }
+        if d.split_concurrency == 0 {
+            bail!("delivery.split_concurrency must be at least 1");
+        }
+        if d.base_backoff_ms > d.max_backoff_ms {
+            bail!("delivery.base_backoff_ms must not exceed delivery.max_backoff_ms");
+        }
         Ok(())
     }
 
@@ -163,6 +207,22 @@ impl Settings {
             max_request_size: o
                 .and_then(|o| o.max_request_size_bytes)
                 .unwrap_or(l.max_request_size_bytes),
+        }
+    }
+}
+
+impl Settings {
+    /// The retry policy in force for `stream`: the global one with the stream's overrides applied.
+    pub fn retry_policy_for(&self, stream: &str) -> RetryPolicy {
+        let d = &self.delivery;
+        let o = d.streams.iter().find(|s| s.name == stream);
+        RetryPolicy {
+            max_attempts: o.and_then(|o| o.max_attempts).unwrap_or(d.max_attempts),
+            deadline: Duration::from_millis(o.and_then(|o| o.deadline_ms).unwrap_or(d.deadline_ms)),
+            base_backoff: Duration::from_millis(d.base_backoff_ms),
+            max_backoff: Duration::from_millis(d.max_backoff_ms),
+            split_batches: o.and_then(|o| o.split_batches).unwrap_or(d.split_batches),
+            split_concurrency: d.split_concurrency,
         }
     }
 }

@@ -51,11 +51,7 @@ impl Limits {
     /// `batch_too_large` (API.md's order). Keys are counted in UTF-8 bytes, as in single mode (the
     /// Python class counted characters here).
     pub fn check_batch(&self, records: &[Record]) -> Result<(), ValidationError> {
-        let mut total = 0usize;
-        for (index, record) in records.iter().enumerate() {
-            self.check_record(index, record)?;
-            total += record.size();
-        }
+        let total = self.check_each(records)?;
         if total > self.max_request_size {
             return Err(ValidationError::BatchTooLarge {
                 limit: self.max_request_size,
@@ -63,6 +59,38 @@ impl Limits {
             });
         }
         Ok(())
+    }
+}
+
+impl Limits {
+    /// Every record against the record-size limit (lowest index first); returns the total size.
+    pub fn check_each(&self, records: &[Record]) -> Result<usize, ValidationError> {
+        let mut total = 0usize;
+        for (index, record) in records.iter().enumerate() {
+            self.check_record(index, record)?;
+            total += record.size();
+        }
+        Ok(total)
+    }
+
+    /// Splits `records` (each within the record limit) into consecutive runs that each fit one
+    /// PutRecords call: at most `max_records` records and `max_request_size` bytes.
+    pub fn chunks(&self, records: &[Record]) -> Vec<std::ops::Range<usize>> {
+        let mut out = Vec::new();
+        let (mut start, mut size) = (0usize, 0usize);
+        for (i, record) in records.iter().enumerate() {
+            let full =
+                i - start == self.max_records || size + record.size() > self.max_request_size;
+            if full && i > start {
+                out.push(start..i);
+                (start, size) = (i, 0);
+            }
+            size += record.size();
+        }
+        if start < records.len() {
+            out.push(start..records.len());
+        }
+        out
     }
 }
 
@@ -125,6 +153,20 @@ mod tests {
                 actual: 251
             })
         );
+    }
+
+    #[test]
+    fn chunks_respect_count_and_size_and_keep_order() {
+        // 110 bytes and 3 records per call; sizes 50, 50, 10 | 60, 30 | 99, 1, 1 | 1, 1
+        let sizes = [49, 49, 9, 59, 29, 98, 0, 0, 0, 0];
+        let records: Vec<Record> = sizes.iter().map(|&n| record(n, "k")).collect();
+        let limits = Limits {
+            max_records: 3,
+            max_record_size: 100,
+            max_request_size: 110,
+        };
+        assert_eq!(limits.chunks(&records), vec![0..3, 3..5, 5..8, 8..10]);
+        assert!(limits.chunks(&[]).is_empty());
     }
 
     #[test]

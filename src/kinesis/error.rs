@@ -33,6 +33,15 @@ const THROTTLING: [&str; 3] = [
 const REJECTED: [&str; 2] = ["InvalidArgumentException", "ValidationException"];
 
 impl PublishError {
+    /// Worth another attempt: throttling, Kinesis faults, timeouts and connection failures.
+    /// (A timed-out call may already have been written, so its retry can duplicate; see README.)
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self,
+            Self::Throttled { .. } | Self::Unavailable { .. } | Self::Timeout { .. }
+        )
+    }
+
     /// Classifies an SDK error: modelled exceptions by code first, then transport failures.
     pub(crate) fn from_sdk<E, R>(err: &SdkError<E, R>) -> Self
     where

@@ -32,6 +32,10 @@ pub(crate) struct WriteQuery {
     /// record (batch mode).
     #[param(min_length = 1, max_length = 256)]
     partition_key: Option<String>,
+    /// Batch mode: `true` sends a batch over 500 records or over the request-size limit as several
+    /// PutRecords calls, merged into one answer; `false` refuses it (422). Default: the stream's
+    /// configuration (`delivery.split_batches`).
+    split: Option<bool>,
 }
 
 /// The request's options after strict parsing.
@@ -39,6 +43,7 @@ pub(crate) struct WriteQuery {
 struct WriteParams {
     mode: WriteMode,
     partition_key: Option<String>,
+    split: Option<bool>,
 }
 
 impl WriteParams {
@@ -47,6 +52,7 @@ impl WriteParams {
     fn parse(pairs: Vec<(String, String)>) -> Result<Self, ValidationError> {
         let mut mode = None;
         let mut partition_key = None;
+        let mut split = None;
         for (name, value) in pairs {
             let invalid = |why: &str| {
                 ValidationError::InvalidQueryParameter(format!("query parameter {name:?}: {why}"))
@@ -62,6 +68,16 @@ impl WriteParams {
                         _ => return Err(invalid("must be exactly `true` or `false`")),
                     });
                 }
+                "split" => {
+                    if split.is_some() {
+                        return Err(invalid("given more than once"));
+                    }
+                    split = Some(match value.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(invalid("must be exactly `true` or `false`")),
+                    });
+                }
                 "partition_key" => {
                     if partition_key.is_some() {
                         return Err(invalid("given more than once"));
@@ -70,7 +86,7 @@ impl WriteParams {
                 }
                 _ => {
                     return Err(invalid(
-                        "unknown parameter (known: record_per_entry, partition_key)",
+                        "unknown parameter (known: record_per_entry, partition_key, split)",
                     ));
                 }
             }
@@ -78,6 +94,7 @@ impl WriteParams {
         Ok(Self {
             mode: mode.unwrap_or(WriteMode::Single),
             partition_key,
+            split,
         })
     }
 }
@@ -173,7 +190,12 @@ pub(crate) async fn write_records(
 
     let outcome = state
         .ingest
-        .write(&stream, params.partition_key.as_deref(), payload)
+        .write(
+            &stream,
+            params.partition_key.as_deref(),
+            params.split,
+            payload,
+        )
         .await?;
     Ok(respond(outcome))
 }

@@ -5,7 +5,9 @@
 //! all of them pass.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use super::delivery;
 use crate::config::Settings;
 use crate::domain::{
     PartitionKey, Payload, PutRecordOutcome, PutRecordsOutcome, Record, StreamName, ValidationError,
@@ -47,14 +49,21 @@ impl IngestService {
 
     /// Writes `payload` to `stream`. `partition_key` is the caller's key, if any: one key for every
     /// record; without it each call (single mode) or each record (batch mode) gets a UUID v4.
+    /// `split` (the request's choice, else the stream's configuration) lets a batch over the call
+    /// limits go out as several PutRecords calls instead of being refused.
     #[tracing::instrument(name = "ingest.write", skip_all, fields(stream = %stream))]
     pub async fn write(
         &self,
         stream: &StreamName,
         partition_key: Option<&str>,
+        split: Option<bool>,
         payload: Payload,
     ) -> Result<WriteOutcome, IngestError> {
+        let started = Instant::now();
         let limits = self.settings.limits_for(stream.as_str());
+        let mut policy = self.settings.retry_policy_for(stream.as_str());
+        policy.split_batches = split.unwrap_or(policy.split_batches);
+        let publisher = self.publisher.as_ref();
         match payload {
             Payload::Single(data) => {
                 let key = key_or_uuid(partition_key)?;
@@ -63,12 +72,14 @@ impl IngestService {
                     partition_key: key,
                 };
                 limits.check_record(0, &record)?;
-                Ok(WriteOutcome::Single(
-                    self.publisher.put_record(stream, &record).await?,
-                ))
+                let outcome =
+                    delivery::put_record(publisher, stream, &record, &policy, started).await?;
+                Ok(WriteOutcome::Single(outcome))
             }
             Payload::Batch(items) => {
-                limits.check_count(items.len())?;
+                if !policy.split_batches {
+                    limits.check_count(items.len())?;
+                }
                 let given = partition_key.map(PartitionKey::parse).transpose()?;
                 let records: Vec<Record> = items
                     .into_iter()
@@ -77,10 +88,15 @@ impl IngestService {
                         partition_key: given.clone().unwrap_or_else(PartitionKey::generate),
                     })
                     .collect();
-                limits.check_batch(&records)?;
-                Ok(WriteOutcome::Batch(
-                    self.publisher.put_records(stream, &records).await?,
-                ))
+                if policy.split_batches {
+                    limits.check_each(&records)?;
+                } else {
+                    limits.check_batch(&records)?;
+                }
+                let outcome =
+                    delivery::put_records(publisher, stream, &records, &policy, &limits, started)
+                        .await?;
+                Ok(WriteOutcome::Batch(outcome))
             }
         }
     }

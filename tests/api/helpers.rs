@@ -35,62 +35,116 @@ pub(crate) fn emulator_endpoint() -> &'static str {
 }
 
 fn start_emulator() -> String {
-    let dir = repo_root().join("tools/kinesis-local");
-    let main_js = dir.join("node_modules/kinesis-local/main.js");
-    if !main_js.exists() {
-        let status = Command::new("npm")
-            .args([
-                "ci",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-                "--prefix",
-            ])
-            .arg(&dir)
-            .status()
-            .expect("npm is needed to install the emulator");
-        assert!(status.success(), "npm ci in tools/kinesis-local failed");
-    }
     let (port, tls_port) = (free_port(), free_port());
-    let log = std::env::temp_dir().join(format!("kinesis-writer-emulator-{port}.log"));
-    // A bash watchdog owns the emulator: when this test process is gone (however it ends), it
-    // SIGKILLs node, so no emulator outlives the tests.
-    let script = format!(
-        "node '{}' & child=$!; trap 'kill -KILL $child 2>/dev/null' EXIT; \
-         while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.3; done",
-        main_js.display(),
-        std::process::id()
-    );
-    #[expect(
-        clippy::zombie_processes,
-        reason = "the watchdog outlives this process by design; it exits when we do"
-    )]
-    Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .env(
-            "KINESIS_MOCK_CERT_PATH",
-            dir.join("node_modules/kinesis-local/server.json"),
-        )
-        .env("KINESIS_MOCK_PLAIN_PORT", port.to_string())
-        .env("KINESIS_MOCK_TLS_PORT", tls_port.to_string())
-        .env("CREATE_STREAM_DURATION", "0ms")
-        .env("LOG_LEVEL", "WARN")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("failed to start the emulator");
-    let start = Instant::now();
-    while !emulator_answers(port) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the emulator did not answer on port {port} within 60 s; log: {}",
-            log.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Lives as long as this test process: its watchdog SIGKILLs node when we exit.
+    Emulator::launch(port, tls_port, &[]);
     format!("http://127.0.0.1:{port}")
+}
+
+/// An emulator process of a test's own (for tests that stop and restart it).
+#[derive(Debug)]
+pub(crate) struct Emulator {
+    pub(crate) port: u16,
+    tls_port: u16,
+    node_pid_file: PathBuf,
+}
+
+impl Emulator {
+    /// Starts kinesis-local on `port` (plain HTTP) and waits until it answers. `streams` are
+    /// created at start-up (`INITIALIZE_STREAMS`, one shard each).
+    pub(crate) fn launch(port: u16, tls_port: u16, streams: &[&str]) -> Self {
+        let dir = repo_root().join("tools/kinesis-local");
+        let main_js = dir.join("node_modules/kinesis-local/main.js");
+        if !main_js.exists() {
+            let status = Command::new("npm")
+                .args([
+                    "ci",
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                    "--prefix",
+                ])
+                .arg(&dir)
+                .status()
+                .expect("npm is needed to install the emulator");
+            assert!(status.success(), "npm ci in tools/kinesis-local failed");
+        }
+        let log = std::env::temp_dir().join(format!("kinesis-writer-emulator-{port}.log"));
+        let node_pid_file =
+            std::env::temp_dir().join(format!("kinesis-writer-emulator-{port}.pid"));
+        // A bash watchdog owns the emulator: when this test process is gone (however it ends), it
+        // SIGKILLs node, so no emulator outlives the tests.
+        let script = format!(
+            "node '{}' & child=$!; echo $child > '{}'; trap 'kill -KILL $child 2>/dev/null' EXIT; \
+             while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.3; done",
+            main_js.display(),
+            node_pid_file.display(),
+            std::process::id()
+        );
+        let init: Vec<String> = streams.iter().map(|s| format!("{s}:1")).collect();
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c")
+            .arg(script)
+            .env(
+                "KINESIS_MOCK_CERT_PATH",
+                dir.join("node_modules/kinesis-local/server.json"),
+            )
+            .env("KINESIS_MOCK_PLAIN_PORT", port.to_string())
+            .env("KINESIS_MOCK_TLS_PORT", tls_port.to_string())
+            .env("CREATE_STREAM_DURATION", "0ms")
+            .env("LOG_LEVEL", "WARN")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::inherit());
+        if !init.is_empty() {
+            cmd.env("INITIALIZE_STREAMS", init.join(","));
+        }
+        #[expect(
+            clippy::zombie_processes,
+            reason = "the watchdog is reaped by init once it exits; it outlives no test process"
+        )]
+        cmd.spawn().expect("failed to start the emulator");
+        let start = Instant::now();
+        while !emulator_answers(port) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the emulator did not answer on port {port} within 60 s; log: {}",
+                log.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            port,
+            tls_port,
+            node_pid_file,
+        }
+    }
+
+    pub(crate) fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILLs the emulator (all its state is gone, as after a crash).
+    pub(crate) fn kill(&self) {
+        let pid = std::fs::read_to_string(&self.node_pid_file).unwrap();
+        Command::new("kill")
+            .args(["-KILL", pid.trim()])
+            .status()
+            .unwrap();
+        while emulator_answers(self.port) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts it again on the same ports.
+    pub(crate) fn restart(&self, streams: &[&str]) -> Self {
+        Self::launch(self.port, self.tls_port, streams)
+    }
+
+    /// Two free loopback ports for a private emulator.
+    pub(crate) fn free_ports() -> (u16, u16) {
+        (free_port(), free_port())
+    }
 }
 
 /// A blocking ListStreams with a dummy SigV4 header: the emulator checks only that one is there.

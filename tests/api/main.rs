@@ -3,9 +3,11 @@
 //! with GetRecords and compared byte for byte.
 
 mod cli;
+mod delivery;
 mod errors;
 mod health;
 mod helpers;
 mod limits;
 mod openapi;
+mod outage;
 mod records;

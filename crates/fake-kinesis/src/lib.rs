@@ -527,9 +527,10 @@ async fn kinesis(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
         entries: entries.len(),
     };
     let verdict = plan.call_verdict(&ctx);
-    if !verdict.delay.is_zero() {
-        tokio::time::sleep(verdict.delay).await;
-    }
+    // The call takes effect at once and only the answer is late, as when Kinesis wrote the records
+    // but its answer was slow: a client that times out may find them written (and duplicate them
+    // by retrying). Sleeping first would let a client's disconnect cancel the write instead.
+    let delay = verdict.delay;
     if let Some(err) = verdict.error {
         counters.calls_failed.fetch_add(1, Ordering::Relaxed);
         counters
@@ -549,6 +550,7 @@ async fn kinesis(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
                 });
             }
         }
+        tokio::time::sleep(delay).await;
         return aws_error(request_id, err.status, &err.error_type, &err.message);
     }
 
@@ -557,7 +559,7 @@ async fn kinesis(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
         Err(msg) => return aws_error(request_id, 400, "SerializationException", &msg),
     };
 
-    match operation {
+    let response = match operation {
         Operation::PutRecord => match results.into_iter().next() {
             Some(EntryOut::Ok {
                 sequence_number, ..
@@ -590,7 +592,9 @@ async fn kinesis(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
             });
             answer(request_id, StatusCode::OK, body.to_string().into_bytes())
         }
-    }
+    };
+    tokio::time::sleep(delay).await;
+    response
 }
 
 fn serialization_error(
