@@ -52,6 +52,14 @@ impl Application {
             settings: settings.clone(),
             readiness,
         };
+        let worst_case = settings.delivery.deadline_ms + settings.kinesis.operation_timeout_ms;
+        if worst_case > settings.server.shutdown_drain_timeout_ms {
+            tracing::warn!(
+                worst_case_ms = worst_case,
+                drain_timeout_ms = settings.server.shutdown_drain_timeout_ms,
+                "A request still retrying at shutdown may outlast the drain timeout"
+            );
+        }
         tracing::info!(host = %settings.server.host, port, "Listening");
         Ok(Self {
             port,

@@ -377,3 +377,52 @@ async fn load_with_random_entry_failures_loses_and_duplicates_nothing() {
         "the fault injection really happened"
     );
 }
+
+#[tokio::test]
+async fn shutdown_drains_a_request_that_is_still_retrying() {
+    let fake = FakeKinesis::start().await;
+    fake.set_plan(Plan::fail_first_calls(2, CallError::internal_failure()));
+    let mut settings = test_settings(&fake.endpoint());
+    // Backoff ≥ 100 ms per retry: the request is mid-retry when shutdown begins.
+    settings.delivery.base_backoff_ms = 200;
+    settings.delivery.max_backoff_ms = 200;
+    let app = kinesis_writer::startup::Application::build_with_aws(
+        settings,
+        crate::helpers::test_loader(),
+    )
+    .await
+    .unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let request = tokio::spawn(
+        reqwest::Client::new()
+            .post(records_url(&address, "s", ""))
+            .header("content-type", "text/plain")
+            .body("in-flight")
+            .send(),
+    );
+    while fake.stats().put_record_calls == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    stop.send(()).unwrap();
+    let response = request
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(fake.received().len(), 1);
+    assert!(
+        fake.stats().put_record_calls >= 2,
+        "it was retrying when shutdown began"
+    );
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
+}
