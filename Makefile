@@ -1,5 +1,5 @@
 # kinesis-writer: the two commands a newcomer needs are `make run` and `make test`.
-.PHONY: run stop test check unit emulator openapi bench help
+.PHONY: run stop test check unit emulator openapi bench fuzz help
 
 CARGO ?= cargo
 
@@ -30,3 +30,7 @@ openapi: ## regenerate openapi.yaml from the code
 
 bench: ## release build + load tests against the ceiling, the service and the Python peer
 	bench/run.sh
+
+fuzz: emulator ## hostile input: property tests with many cases, then schemathesis against the running service
+	PROPTEST_CASES=$${PROPTEST_CASES:-4096} $(CARGO) test --locked --test properties
+	scripts/schemathesis.sh
