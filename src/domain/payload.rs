@@ -49,7 +49,7 @@ impl Payload {
             }
             BodyKind::Json => {
                 let text = utf8(&body)?;
-                check_depth(text, MAX_JSON_DEPTH)?;
+                check_json(text, MAX_JSON_DEPTH)?;
                 let raw: &RawValue = serde_json::from_str(text).map_err(|e| invalid_json(&e))?;
                 record_data(&body, raw)?
             }
@@ -60,7 +60,7 @@ impl Payload {
     /// One record per element of a top-level JSON array.
     pub fn batch(body: &Bytes) -> Result<Self, ValidationError> {
         let text = utf8(body)?;
-        check_depth(text, MAX_JSON_DEPTH + 1)?; // + the batch's own array
+        check_json(text, MAX_JSON_DEPTH + 1)?; // + the batch's own array
         let items: Vec<&RawValue> = match serde_json::from_str(text) {
             Ok(items) => items,
             // Tell "valid JSON, wrong shape" (the KinesisWriterError the Python class raised) apart
@@ -88,21 +88,19 @@ fn utf8(body: &[u8]) -> Result<&str, ValidationError> {
         .map_err(|e| ValidationError::InvalidBody(format!("body is not valid UTF-8: {e}")))
 }
 
-/// Refuses JSON nested deeper than `max` (counting `[` and `{` outside strings).
-fn check_depth(text: &str, max: usize) -> Result<(), ValidationError> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for b in text.bytes() {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
+/// What serde_json's raw-value parsing lets through but a strict consumer would choke on: nesting
+/// deeper than `max` (counting `[` and `{` outside strings), and `\u` escapes that are lone UTF-16
+/// surrogates (no character has them; Python's and serde_json's own parsers refuse them).
+/// One pass over the bytes; syntax errors are left for the parser to report.
+fn check_json(text: &str, max: usize) -> Result<(), ValidationError> {
+    let bytes = text.as_bytes();
+    let (mut i, mut depth) = (0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i = skip_string(bytes, i + 1)?;
+                continue;
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > max {
@@ -114,8 +112,40 @@ fn check_depth(text: &str, max: usize) -> Result<(), ValidationError> {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     Ok(())
+}
+
+/// Skips a string body starting at `i` (after its opening quote); returns the index after the
+/// closing quote. Refuses lone surrogate escapes.
+fn skip_string(bytes: &[u8], mut i: usize) -> Result<usize, ValidationError> {
+    let lone =
+        || ValidationError::InvalidBody("JSON string has a lone UTF-16 surrogate escape".into());
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => return Ok(i + 1),
+            b'\\' if bytes.get(i + 1) == Some(&b'u') => match hex4(bytes, i + 2) {
+                Some(0xD800..=0xDBFF) => {
+                    let low = bytes.get(i + 6) == Some(&b'\\') && bytes.get(i + 7) == Some(&b'u');
+                    if !(low && matches!(hex4(bytes, i + 8), Some(0xDC00..=0xDFFF))) {
+                        return Err(lone());
+                    }
+                    i += 12;
+                }
+                Some(0xDC00..=0xDFFF) => return Err(lone()),
+                _ => i += 6,
+            },
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    Ok(i)
+}
+
+fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
+    let digits = std::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
+    u16::from_str_radix(digits, 16).ok()
 }
 
 fn invalid_json(e: &serde_json::Error) -> ValidationError {
@@ -210,6 +240,28 @@ mod tests {
         assert!(batch(&format!("[{at_limit}]")).is_ok());
         let strings_do_not_count = format!(r#"["{}\"{}"]"#, "[".repeat(500), "{".repeat(500));
         assert!(single(BodyKind::Json, strings_do_not_count.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn lone_surrogates_are_refused_anywhere_and_pairs_kept() {
+        for body in [
+            r#""\ud800""#,
+            r#"{"a": "\ud800"}"#,
+            r#"["\udc00x"]"#,
+            r#"{"\ud83dx": 1}"#,
+        ] {
+            let err = single(BodyKind::Json, body.as_bytes()).unwrap_err();
+            assert!(matches!(err, ValidationError::InvalidBody(_)), "{body}");
+        }
+        assert!(matches!(
+            batch(r#"[{"a": "\udfff"}]"#),
+            Err(ValidationError::InvalidBody(_))
+        ));
+        let pair = r#"{"a": "\ud83d\ude00", "b": "\\ud800"}"#; // an escaped backslash is not an escape
+        assert_eq!(
+            single(BodyKind::Json, pair.as_bytes()).unwrap(),
+            pair.as_bytes()
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the raw Kinesis response out.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -30,7 +30,9 @@ pub(crate) struct WriteQuery {
     record_per_entry: Option<bool>,
     /// 1–256 characters (UTF-16 code units). Absent: a UUID v4 per call (single mode) or per
     /// record (batch mode).
-    #[param(min_length = 1, max_length = 256)]
+    /// (JSON Schema counts code points, Kinesis UTF-16 units, so the upper bound is stated here
+    /// rather than as `maxLength`.)
+    #[param(min_length = 1)]
     partition_key: Option<String>,
     /// Batch mode: `true` sends a batch over 500 records or over the request-size limit as several
     /// PutRecords calls, merged into one answer; `false` refuses it (422). Default: the stream's
@@ -109,9 +111,11 @@ pub(crate) enum WriteResponse {
     Batch(PutRecordsOutcome),
 }
 
-/// A JSON value, sent as the record (strings unquoted, anything else as sent).
+/// Any JSON value, sent as the record (strings unquoted, anything else as sent). With
+/// `record_per_entry=true` it must be a non-empty array (else 422 `data_must_be_list` /
+/// `empty_batch`).
 #[derive(ToSchema)]
-#[schema(value_type = Object)]
+#[schema(value_type = serde_json::Value)]
 #[expect(dead_code, reason = "schema only")]
 pub(crate) struct JsonBody(serde_json::Value);
 
@@ -160,7 +164,7 @@ pub(crate) struct BinaryBody(Vec<u8>);
 pub(crate) async fn write_records(
     State(state): State<AppState>,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -170,7 +174,7 @@ pub(crate) async fn write_records(
     let span = tracing::Span::current();
     span.record("stream", stream.as_str());
 
-    let Query(pairs) = query.map_err(|e| ValidationError::InvalidQueryParameter(e.body_text()))?;
+    let pairs = parse_query(query.as_deref())?;
     let params = WriteParams::parse(pairs)?;
     let kind = body_kind(&headers, params.mode)?;
 
@@ -198,6 +202,30 @@ pub(crate) async fn write_records(
         )
         .await?;
     Ok(respond(outcome))
+}
+
+/// Splits and decodes a query string (`application/x-www-form-urlencoded`). Unlike the usual
+/// lossy decoders, a value that is not UTF-8 once decoded is refused: `%FE` and `%FF` must not both
+/// become U+FFFD and silently name the same partition key.
+fn parse_query(raw: Option<&str>) -> Result<Vec<(String, String)>, ValidationError> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8()
+            .map(std::borrow::Cow::into_owned)
+            .map_err(|_| {
+                ValidationError::InvalidQueryParameter(format!(
+                    "query component {s:?} is not UTF-8 once percent-decoded"
+                ))
+            })
+    };
+    raw.unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((decode(name)?, decode(value)?))
+        })
+        .collect()
 }
 
 /// Decides how to read the body from its media type (API.md §1 "Content types").
@@ -317,6 +345,25 @@ mod tests {
         for bad in ["True", "1", "yes", "", "FALSE"] {
             assert!(params(&[("record_per_entry", bad)]).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn query_strings_decode_strictly() {
+        let pairs = parse_query(Some("partition_key=a%20b+c&&record_per_entry=true")).unwrap();
+        assert_eq!(
+            pairs,
+            vec![
+                ("partition_key".into(), "a b c".into()),
+                ("record_per_entry".into(), "true".into())
+            ]
+        );
+        assert!(parse_query(Some("partition_key=%FF")).is_err());
+        assert!(parse_query(Some("%FE=1")).is_err());
+        assert_eq!(
+            parse_query(Some("flag")).unwrap(),
+            vec![("flag".into(), String::new())]
+        );
+        assert!(parse_query(None).unwrap().is_empty());
     }
 
     #[test]
