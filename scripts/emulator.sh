@@ -31,7 +31,11 @@ answers() {
 start() {
   install
   mkdir -p "$run"
-  if answers; then echo "Something already answers on 127.0.0.1:$port; using it."; return 0; fi
+  if answers; then
+    # Not ours to stop later: leave the pid file alone.
+    echo "Something already answers on 127.0.0.1:$port; using it."
+    return 0
+  fi
   KINESIS_MOCK_CERT_PATH="$dir/node_modules/kinesis-local/server.json" \
   KINESIS_MOCK_PLAIN_PORT="$port" KINESIS_MOCK_TLS_PORT="$tls_port" \
   CREATE_STREAM_DURATION=0ms LOG_LEVEL=WARN \
@@ -48,7 +52,11 @@ start() {
 
 stop() {
   if [ -f "$pidfile" ]; then
-    kill -KILL "$(cat "$pidfile")" 2>/dev/null || true
+    pid=$(cat "$pidfile")
+    # Only a pid that is still our emulator: a stale file must not kill an unrelated process.
+    if grep -q "kinesis-local/main.js" "/proc/$pid/cmdline" 2>/dev/null; then
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
     rm -f "$pidfile"
   fi
 }

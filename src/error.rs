@@ -326,8 +326,18 @@ pub async fn problem_middleware(request: Request, next: Next) -> Response {
     let Some(problem) = response.extensions().get::<Problem>().cloned() else {
         return response;
     };
-    if let Some(detail) = &problem.log_detail {
-        tracing::error!(code = problem.code, status = problem.status, detail = %detail, "Request failed");
+    match (&problem.log_detail, problem.status) {
+        // Readiness failures are logged once per transition by the probe, not per poll.
+        (_, _) if problem.code == "not_ready" => {}
+        // Our bug or our setup: an operator must act.
+        (Some(detail), 500 | 502) => {
+            tracing::error!(code = problem.code, status = problem.status, detail = %detail, "Request failed");
+        }
+        // Kinesis unreachable or slow: transient, callers were told to retry.
+        (Some(detail), _) => {
+            tracing::warn!(code = problem.code, status = problem.status, detail = %detail, "Request failed");
+        }
+        (None, _) => {}
     }
     let Some(request_id) = request_id else {
         return response;

@@ -1,5 +1,7 @@
 //! Logging: human-readable lines locally, one JSON object per line in production.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, TelemetrySettings};
@@ -13,11 +15,17 @@ pub fn init(settings: &TelemetrySettings) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match settings.format {
-        LogFormat::Pretty => builder.with_target(false).try_init(),
+        // Colour only on a terminal, so a redirected log stays plain text.
+        LogFormat::Pretty => builder
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        // The current span once (`span`), not again as a list.
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .with_span_list(false)
             .try_init(),
     };
 }

@@ -75,6 +75,8 @@ fn with_middleware(router: Router) -> Router {
                         stream = tracing::field::Empty, records = tracing::field::Empty)
                 })
                 .on_request(())
+                // 5xx are logged once, with their detail, by the problem middleware.
+                .on_failure(())
                 .on_response(|response: &Response<axum::body::Body>, latency: Duration, _span: &Span| {
                     tracing::event!(Level::INFO, status = response.status().as_u16(),
                         latency_ms = latency.as_secs_f64() * 1000.0, "Request finished");
