@@ -21,9 +21,14 @@ pub struct Settings {
     pub kinesis: KinesisSettings,
     pub limits: LimitSettings,
     pub delivery: DeliverySettings,
+    pub streams: StreamAccessSettings,
+    pub auth: AuthSettings,
+    pub metrics: MetricsSettings,
     pub telemetry: TelemetrySettings,
     #[serde(default)]
     pub dev: DevSettings,
+    #[serde(default)]
+    pub coalesce: crate::service::coalesce::CoalesceSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -32,6 +37,61 @@ pub struct ServerSettings {
     /// 0 binds a free port; the bound port is logged and exposed by `Application::port`.
     pub port: u16,
     pub shutdown_drain_timeout_ms: u64,
+    /// Requests handled at once; beyond it the service sheds load (503 `overloaded`).
+    pub max_concurrent_requests: usize,
+    /// Bound on a whole request, body upload included (408 `request_timeout`).
+    pub request_timeout_ms: u64,
+}
+
+/// Which streams may be written (`streams:` in config).
+#[derive(Debug, Clone, Deserialize)]
+pub struct StreamAccessSettings {
+    /// Any stream the IAM role reaches. Local development only: production lists its streams.
+    pub allow_all: bool,
+    #[serde(default)]
+    pub allowed: Vec<AllowedStream>,
+}
+
+/// One writable stream, optionally addressed by ARN and in another region.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AllowedStream {
+    pub name: String,
+    /// Calls use `StreamARN` when set (AWS recommends it; needed across accounts).
+    #[serde(default)]
+    pub arn: Option<String>,
+    /// The stream's region, when it is not the service's own.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// API keys (`auth:` in config). Keys are stored as SHA-256 hex digests, never in clear.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// Writes need a valid key (`Authorization: Bearer <key>` or `x-api-key: <key>`).
+    pub required: bool,
+    #[serde(default)]
+    pub keys: Vec<ApiKeySettings>,
+    /// The same list as JSON (for secrets injected as one environment variable,
+    /// `APP_AUTH__KEYS_JSON`); appended to `keys`.
+    #[serde(default)]
+    pub keys_json: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiKeySettings {
+    /// A name for logs and metrics; the key itself is never logged.
+    pub id: String,
+    /// Lowercase hex SHA-256 of the key (`printf %s "$KEY" | sha256sum`).
+    pub sha256: String,
+    /// Streams this key may write; `"*"` means every allowed stream.
+    pub streams: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    /// `/metrics` needs a valid API key too.
+    pub require_auth: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -192,6 +252,22 @@ impl Settings {
         if d.base_backoff_ms > d.max_backoff_ms {
             bail!("delivery.base_backoff_ms must not exceed delivery.max_backoff_ms");
         }
+        if self.server.max_concurrent_requests == 0 {
+            bail!("server.max_concurrent_requests must be at least 1");
+        }
+        for s in &self.streams.allowed {
+            crate::domain::StreamName::parse(&s.name)
+                .map_err(|e| anyhow::anyhow!("streams.allowed: {e}"))?;
+        }
+        for k in self.auth.all_keys()? {
+            if k.sha256.len() != 64 || !k.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!(
+                    "auth.keys[{}].sha256 must be 64 hex digits (the SHA-256 of the key)",
+                    k.id
+                );
+            }
+        }
+        self.coalesce.validate()?;
         Ok(())
     }
 
@@ -260,7 +336,34 @@ impl KinesisSettings {
     }
 }
 
+impl AuthSettings {
+    /// `keys` plus those of `keys_json`.
+    pub fn all_keys(&self) -> anyhow::Result<Vec<ApiKeySettings>> {
+        let mut keys = self.keys.clone();
+        if !self.keys_json.trim().is_empty() {
+            #[derive(Deserialize)]
+            struct Key {
+                id: String,
+                sha256: String,
+                streams: Vec<String>,
+            }
+            let extra: Vec<Key> = serde_json::from_str(&self.keys_json)
+                .context("auth.keys_json (APP_AUTH__KEYS_JSON) is not a JSON list of keys")?;
+            keys.extend(extra.into_iter().map(|k| ApiKeySettings {
+                id: k.id,
+                sha256: k.sha256,
+                streams: k.streams,
+            }));
+        }
+        Ok(keys)
+    }
+}
+
 impl ServerSettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
     pub fn shutdown_drain_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_drain_timeout_ms)
     }

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::access::AccessError;
 use crate::domain::ValidationError;
 use crate::kinesis::PublishError;
 use crate::service::IngestError;
@@ -47,6 +48,14 @@ pub enum ApiError {
     NotReady(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Coalescing's buffered-bytes budget is spent (`service::coalesce`).
+    #[error("{0}")]
+    Overloaded(String),
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
+    /// `server.max_concurrent_requests` are in flight: shed load rather than queue.
+    #[error("too many requests in flight")]
+    TooBusy,
 }
 
 impl From<IngestError> for ApiError {
@@ -54,6 +63,7 @@ impl From<IngestError> for ApiError {
         match e {
             IngestError::Validation(v) => Self::Validation(v),
             IngestError::Publish(p) => Self::Publish(p),
+            IngestError::Overloaded(detail) => Self::Overloaded(detail),
         }
     }
 }
@@ -274,6 +284,35 @@ impl ApiError {
                 "Method not allowed",
                 detail,
             ),
+            Self::Overloaded(_) => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Overloaded",
+                "The service holds as many records for Kinesis as it may; retry later".to_owned(),
+            )
+            .retry_after(),
+            Self::TooBusy => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Overloaded",
+                "The service is handling as many requests as it may; retry later".to_owned(),
+            )
+            .retry_after(),
+            Self::Access(a) => match a {
+                AccessError::Unauthenticated => {
+                    Problem::new(S::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
+                }
+                AccessError::Forbidden(_) => {
+                    Problem::new(S::FORBIDDEN, "forbidden", "Forbidden", detail)
+                }
+                // The same answer as a stream Kinesis does not have: the allowlist reveals nothing.
+                AccessError::StreamNotAllowed(stream) => Problem::new(
+                    S::NOT_FOUND,
+                    "stream_not_found",
+                    "Stream not found",
+                    format!("Stream {stream} not found"),
+                ),
+            },
             Self::NotReady(_) => Problem::hidden(
                 S::SERVICE_UNAVAILABLE,
                 "not_ready",
@@ -310,6 +349,9 @@ impl IntoResponse for Problem {
         if self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
+        if self.status == 401 {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         response.extensions_mut().insert(self);
         response
     }
@@ -323,6 +365,11 @@ pub async fn problem_middleware(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let response = next.run(request).await;
+    let response = if response.extensions().get::<Problem>().is_some() {
+        response
+    } else {
+        as_problem(response)
+    };
     let Some(problem) = response.extensions().get::<Problem>().cloned() else {
         return response;
     };
@@ -346,6 +393,52 @@ pub async fn problem_middleware(request: Request, next: Next) -> Response {
     let mut problem = problem;
     problem.request_id = Some(request_id);
     let mut fresh = problem.into_response();
+    *fresh.headers_mut() = parts.headers;
+    fresh
+}
+
+/// A bare error answer from a layer we do not own (timeout, decompression) becomes problem+json
+/// too, so every 4xx/5xx keeps API.md's body.
+fn as_problem(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (code, title, detail) = match status.as_u16() {
+        408 => (
+            "request_timeout",
+            "Request timeout",
+            "the request took longer than the server allows",
+        ),
+        413 => (
+            "payload_too_large",
+            "Payload too large",
+            "the request body is too large",
+        ),
+        415 => (
+            "unsupported_media_type",
+            "Unsupported media type",
+            "unsupported Content-Encoding: send gzip, zstd or identity",
+        ),
+        503 => (
+            "overloaded",
+            "Overloaded",
+            "the service is overloaded; retry later",
+        ),
+        _ => (
+            "http_error",
+            "HTTP error",
+            "the request could not be handled",
+        ),
+    };
+    let mut problem = Problem::new(status, code, title, detail.to_owned());
+    problem.retry_after = status == StatusCode::SERVICE_UNAVAILABLE;
+    let (mut parts, _) = response.into_parts();
+    let mut fresh = problem.into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in fresh.headers() {
+        parts.headers.insert(name.clone(), value.clone());
+    }
     *fresh.headers_mut() = parts.headers;
     fresh
 }

@@ -8,13 +8,16 @@
 //! - [`kinesis`]: the narrow port to Kinesis and its SDK implementation.
 //!
 //! Around them: [`domain`] (validated values, no HTTP or AWS types), [`error`] (the one mapping to
-//! problem+json), [`config`], [`telemetry`], [`startup`] and [`state`].
+//! problem+json), [`access`] (allowlist and API keys), [`metrics`] (Prometheus), [`config`],
+//! [`telemetry`], [`startup`] and [`state`].
 
+pub mod access;
 pub mod config;
 pub mod dev;
 pub mod domain;
 pub mod error;
 pub mod kinesis;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod service;

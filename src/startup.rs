@@ -8,8 +8,10 @@ use aws_config::{BehaviorVersion, ConfigLoader};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use crate::access::AccessPolicy;
 use crate::config::Settings;
 use crate::kinesis::{KinesisPublisher, SdkPublisher, build_sdk_client, load_sdk_config};
+use crate::metrics::MeteredPublisher;
 use crate::service::IngestService;
 use crate::state::{AppState, Readiness};
 
@@ -30,8 +32,9 @@ impl Application {
     /// Builds with an AWS config loader the caller prepared (tests add static credentials).
     pub async fn build_with_aws(settings: Settings, loader: ConfigLoader) -> anyhow::Result<Self> {
         let sdk_config = load_sdk_config(&settings.kinesis, loader).await?;
-        let publisher = Arc::new(SdkPublisher::new(build_sdk_client(&sdk_config)));
-        Self::build_with_publisher(settings, publisher).await
+        let publisher = SdkPublisher::new(build_sdk_client(&sdk_config))
+            .with_targets(&sdk_config, &settings.streams.allowed);
+        Self::build_with_publisher(settings, Arc::new(publisher)).await
     }
 
     /// Builds around any publisher (tests use fakes for faults the emulator cannot produce).
@@ -46,11 +49,21 @@ impl Application {
             .await
             .with_context(|| format!("Failed to bind {}:{}", address.0, address.1))?;
         let port = listener.local_addr()?.port();
+        let access = AccessPolicy::from_settings(&settings)?;
+        access.log_summary();
+        let metrics = settings.metrics.enabled.then(crate::metrics::handle);
+        // Every Kinesis call is measured (a no-op when no recorder is installed).
+        let publisher: Arc<dyn KinesisPublisher> = Arc::new(MeteredPublisher::new(publisher));
         let readiness = Readiness::spawn(publisher.clone(), settings.kinesis.readiness_interval());
         let state = AppState {
             ingest: Arc::new(IngestService::new(publisher, settings.clone())),
             settings: settings.clone(),
             readiness,
+            access: Arc::new(access),
+            metrics,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(
+                settings.server.max_concurrent_requests,
+            )),
         };
         let worst_case = settings.delivery.deadline_ms + settings.kinesis.operation_timeout_ms;
         if worst_case > settings.server.shutdown_drain_timeout_ms {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::access::AccessPolicy;
 use crate::config::Settings;
 use crate::kinesis::{KinesisPublisher, ProbeResult};
 use crate::service::IngestService;
@@ -15,6 +16,11 @@ pub struct AppState {
     pub ingest: Arc<IngestService>,
     pub settings: Arc<Settings>,
     pub readiness: Readiness,
+    pub access: Arc<AccessPolicy>,
+    /// `None` when `metrics.enabled` is off.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// One permit per request in flight (`server.max_concurrent_requests`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// The last readiness probe's answer, kept fresh by a background task so `/health/ready` never

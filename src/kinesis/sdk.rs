@@ -1,23 +1,78 @@
 //! `SdkPublisher`: `KinesisPublisher` over the AWS SDK client.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
+use aws_config::{Region, SdkConfig};
 use aws_sdk_kinesis::error::SdkError;
 use aws_sdk_kinesis::operation::RequestId;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{EncryptionType, PutRecordsRequestEntry};
 
 use super::{KinesisPublisher, ProbeResult, PublishError};
+use crate::config::AllowedStream;
 use crate::domain::{EntryOutcome, PutRecordOutcome, PutRecordsOutcome, Record, StreamName};
 
-/// The production publisher. Cloning is cheap: the SDK client is an `Arc` inside.
+/// The production publisher. Cloning is cheap: the SDK clients are `Arc`s inside.
 #[derive(Debug, Clone)]
 pub struct SdkPublisher {
     client: aws_sdk_kinesis::Client,
+    /// Streams configured with an ARN or another region (`streams.allowed`).
+    targets: HashMap<String, Target>,
+}
+
+/// How to reach one stream: its client (region) and, optionally, its ARN.
+#[derive(Debug, Clone)]
+struct Target {
+    client: aws_sdk_kinesis::Client,
+    arn: Option<String>,
 }
 
 impl SdkPublisher {
     pub fn new(client: aws_sdk_kinesis::Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            targets: HashMap::new(),
+        }
+    }
+
+    /// Adds per-stream ARNs and regions. One client per distinct region, built now, so each keeps
+    /// its own connection pool and nothing is built per request.
+    pub fn with_targets(mut self, config: &SdkConfig, streams: &[AllowedStream]) -> Self {
+        let mut regional: HashMap<String, aws_sdk_kinesis::Client> = HashMap::new();
+        for s in streams
+            .iter()
+            .filter(|s| s.arn.is_some() || s.region.is_some())
+        {
+            let client = match &s.region {
+                Some(region) => regional
+                    .entry(region.clone())
+                    .or_insert_with(|| {
+                        let conf = aws_sdk_kinesis::config::Builder::from(config)
+                            .region(Region::new(region.clone()))
+                            .build();
+                        aws_sdk_kinesis::Client::from_conf(conf)
+                    })
+                    .clone(),
+                None => self.client.clone(),
+            };
+            self.targets.insert(
+                s.name.clone(),
+                Target {
+                    client,
+                    arn: s.arn.clone(),
+                },
+            );
+        }
+        self
+    }
+
+    /// The client for `stream`, and the ARN to address it by (else its name).
+    fn target(&self, stream: &StreamName) -> (&aws_sdk_kinesis::Client, Option<&str>) {
+        match self.targets.get(stream.as_str()) {
+            Some(t) => (&t.client, t.arn.as_deref()),
+            None => (&self.client, None),
+        }
     }
 }
 
@@ -37,10 +92,11 @@ impl KinesisPublisher for SdkPublisher {
         stream: &StreamName,
         record: &Record,
     ) -> Result<PutRecordOutcome, PublishError> {
-        let out = self
-            .client
+        let (client, arn) = self.target(stream);
+        let out = client
             .put_record()
-            .stream_name(stream.as_str())
+            .set_stream_name(arn.is_none().then(|| stream.to_string()))
+            .set_stream_arn(arn.map(str::to_owned))
             .partition_key(record.partition_key.as_str())
             .data(blob(record))
             .send()
@@ -69,10 +125,11 @@ impl KinesisPublisher for SdkPublisher {
                     .expect("data and partition key are always set")
             })
             .collect();
-        let out = self
-            .client
+        let (client, arn) = self.target(stream);
+        let out = client
             .put_records()
-            .stream_name(stream.as_str())
+            .set_stream_name(arn.is_none().then(|| stream.to_string()))
+            .set_stream_arn(arn.map(str::to_owned))
             .set_records(Some(entries))
             .send()
             .await

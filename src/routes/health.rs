@@ -1,7 +1,10 @@
-//! `GET /health/live` and `GET /health/ready`: for load balancers and orchestrators.
+//! `GET /health/live`, `GET /health/ready` and `GET /metrics`: for load balancers, orchestrators
+//! and monitoring.
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -35,4 +38,31 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<HealthSt
         Ok(()) => Ok(Json(HealthStatus { status: "ready" })),
         Err(reason) => Err(ApiError::NotReady(reason)),
     }
+}
+
+/// Prometheus metrics (text exposition format 0.0.4).
+///
+/// Needs an API key when `metrics.require_auth` is on; 404 when `metrics.enabled` is off.
+#[utoipa::path(get, path = "/metrics", tag = crate::openapi::HEALTH_TAG,
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 401, description = "unauthorized (metrics.require_auth)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not_found: metrics disabled", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(handle) = &state.metrics else {
+        return Err(ApiError::RouteNotFound);
+    };
+    if state.settings.metrics.require_auth {
+        state.access.require_any_key(&headers)?;
+    }
+    let mut response = handle.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
 }

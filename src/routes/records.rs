@@ -151,13 +151,16 @@ pub(crate) struct BinaryBody(Vec<u8>);
         (status = 207, description = "Batch mode: some records still failed; see Records[i].ErrorCode. Retry-After is set when failures are throttling.", body = PutRecordsOutcome,
             headers(("Retry-After" = u64, description = "Seconds to wait (throttling only)"))),
         (status = 400, description = "invalid_stream_name, invalid_query_parameter, invalid_body", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "stream_not_found", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "unauthorized: no valid API key (when auth.required)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "forbidden: the API key may not write this stream", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "request_timeout", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "stream_not_found: not in Kinesis, or not on the allowlist", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "payload_too_large: the body exceeds the body cap", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "unsupported_media_type", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "unsupported_media_type (also an unsupported Content-Encoding; gzip, zstd and identity are accepted)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "data_must_be_list, empty_batch, too_many_records, invalid_partition_key, record_too_large, batch_too_large, kinesis_rejected", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "throttled (Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "upstream_error", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "upstream_unavailable (Retry-After)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "upstream_unavailable; overloaded: too many requests in flight, or coalescing's buffered-bytes cap is reached (both with Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "upstream_timeout", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -168,11 +171,17 @@ pub(crate) async fn write_records(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // Who is asking comes first: an unauthenticated caller learns nothing about streams.
+    let caller = state.access.authenticate(&headers)?;
     let Path(stream) =
         path.map_err(|e| ValidationError::InvalidStreamName { got: e.body_text() })?;
     let stream = StreamName::parse(&stream)?;
     let span = tracing::Span::current();
     span.record("stream", stream.as_str());
+    if let Some(id) = &caller.key_id {
+        span.record("key_id", id.as_str());
+    }
+    state.access.authorize(&caller, stream.as_str())?;
 
     let pairs = parse_query(query.as_deref())?;
     let params = WriteParams::parse(pairs)?;
@@ -184,15 +193,10 @@ pub(crate) async fn write_records(
         WriteMode::Single => Payload::single(kind, body)?,
         WriteMode::Batch => Payload::batch(&body)?,
     };
-    span.record(
-        "records",
-        match &payload {
-            Payload::Single(_) => 1,
-            Payload::Batch(items) => items.len(),
-        },
-    );
+    span.record("records", payload_len(&payload));
 
-    let outcome = state
+    let records = payload_len(&payload);
+    let result = state
         .ingest
         .write(
             &stream,
@@ -200,8 +204,26 @@ pub(crate) async fn write_records(
             params.split,
             payload,
         )
-        .await?;
-    Ok(respond(outcome))
+        .await;
+    // Records that reached Kinesis' side of the contract and still failed, after retries.
+    let failed = match &result {
+        Ok(WriteOutcome::Batch(o)) => o.failed_record_count,
+        Ok(WriteOutcome::Single(_)) => 0,
+        Err(crate::service::IngestError::Publish(_)) => records,
+        Err(_) => 0,
+    };
+    if failed > 0 {
+        metrics::counter!(crate::metrics::RECORDS_FAILED, "stream" => stream.to_string())
+            .increment(failed as u64);
+    }
+    Ok(respond(result?))
+}
+
+fn payload_len(payload: &Payload) -> usize {
+    match payload {
+        Payload::Single(_) => 1,
+        Payload::Batch(items) => items.len(),
+    }
 }
 
 /// Splits and decodes a query string (`application/x-www-form-urlencoded`). Unlike the usual

@@ -80,17 +80,21 @@ pub(crate) async fn put_records(
 
 /// The final state of one PutRecords chunk after its retries.
 #[derive(Debug)]
-struct Chunk {
-    results: Vec<EntryOutcome>,
+pub(crate) struct Chunk {
+    /// One final outcome per record, in the chunk's order.
+    pub(crate) results: Vec<EntryOutcome>,
     /// The call error that ended the retries, if the last attempt failed as a whole.
-    error: Option<PublishError>,
-    encryption_type: Option<String>,
-    request_id: Option<String>,
-    calls: u32,
-    records_retried: usize,
+    pub(crate) error: Option<PublishError>,
+    pub(crate) encryption_type: Option<String>,
+    pub(crate) request_id: Option<String>,
+    pub(crate) calls: u32,
+    pub(crate) records_retried: usize,
 }
 
-async fn send_chunk(
+/// One PutRecords call for `records` (which must fit one call), then retries of only the entries
+/// that failed retriably, within `policy`'s attempts and its deadline counted from `started`.
+/// The coalescer uses it directly for a gathered batch.
+pub(crate) async fn send_chunk(
     publisher: &dyn KinesisPublisher,
     stream: &StreamName,
     records: &[Record],

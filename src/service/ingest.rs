@@ -3,14 +3,21 @@
 //! The order of checks is API.md's: `too_many_records`, then `invalid_partition_key`, then
 //! `record_too_large` (lowest index first), then `batch_too_large`. Nothing reaches Kinesis until
 //! all of them pass.
+//!
+//! A request to a stream with coalescing on (`coalesce` in config, see `super::coalesce`) shares
+//! its PutRecords call with concurrent requests to the same stream, but answers exactly as it would
+//! have alone: a PutRecord-shaped answer (or that call's error) in single mode, its own records in
+//! batch mode.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::coalesce::{CoalesceError, Coalescer, LaneConfig};
 use super::delivery;
-use crate::config::Settings;
+use crate::config::{RetryPolicy, Settings};
 use crate::domain::{
-    PartitionKey, Payload, PutRecordOutcome, PutRecordsOutcome, Record, StreamName, ValidationError,
+    EntryOutcome, Limits, PartitionKey, Payload, PutRecordOutcome, PutRecordsOutcome, Record,
+    StreamName, ValidationError,
 };
 use crate::kinesis::{KinesisPublisher, PublishError};
 
@@ -27,17 +34,33 @@ pub enum IngestError {
     Validation(#[from] ValidationError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// Coalescing's buffered-bytes budget is spent (503 `overloaded`, `Retry-After`).
+    #[error("{0}")]
+    Overloaded(String),
+}
+
+impl From<CoalesceError> for IngestError {
+    fn from(e: CoalesceError) -> Self {
+        match e {
+            CoalesceError::Publish(p) => Self::Publish(p),
+            overloaded @ CoalesceError::Overloaded { .. } => {
+                Self::Overloaded(overloaded.to_string())
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct IngestService {
     publisher: Arc<dyn KinesisPublisher>,
     settings: Arc<Settings>,
+    coalescer: Coalescer,
 }
 
 impl IngestService {
     pub fn new(publisher: Arc<dyn KinesisPublisher>, settings: Arc<Settings>) -> Self {
         Self {
+            coalescer: Coalescer::new(publisher.clone(), &settings),
             publisher,
             settings,
         }
@@ -64,6 +87,7 @@ impl IngestService {
         let mut policy = self.settings.retry_policy_for(stream.as_str());
         policy.split_batches = split.unwrap_or(policy.split_batches);
         let publisher = self.publisher.as_ref();
+        let lane = self.settings.coalesce.lane_for(stream.as_str(), &limits);
         match payload {
             Payload::Single(data) => {
                 let key = key_or_uuid(partition_key)?;
@@ -72,6 +96,12 @@ impl IngestService {
                     partition_key: key,
                 };
                 limits.check_record(0, &record)?;
+                if let Some(lane) = lane {
+                    let outcome = self
+                        .coalesced(stream, lane, &policy, vec![record], started)
+                        .await?;
+                    return Ok(WriteOutcome::Single(single_answer(outcome)?));
+                }
                 let outcome =
                     delivery::put_record(publisher, stream, &record, &policy, started).await?;
                 Ok(WriteOutcome::Single(outcome))
@@ -93,6 +123,12 @@ impl IngestService {
                 } else {
                     limits.check_batch(&records)?;
                 }
+                if let Some(lane) = lane.filter(|l| fits_one_call(&records, l, &limits)) {
+                    let outcome = self
+                        .coalesced(stream, lane, &policy, records, started)
+                        .await?;
+                    return Ok(WriteOutcome::Batch(outcome));
+                }
                 let outcome =
                     delivery::put_records(publisher, stream, &records, &policy, &limits, started)
                         .await?;
@@ -101,6 +137,67 @@ impl IngestService {
         }
     }
 }
+
+impl IngestService {
+    async fn coalesced(
+        &self,
+        stream: &StreamName,
+        lane: LaneConfig,
+        policy: &RetryPolicy,
+        records: Vec<Record>,
+        started: Instant,
+    ) -> Result<PutRecordsOutcome, IngestError> {
+        Ok(self
+            .coalescer
+            .submit(stream, lane, policy, records, started)
+            .await?)
+    }
+}
+
+/// A batch that would need splitting goes the direct way: a lane keeps each request in one call.
+fn fits_one_call(records: &[Record], lane: &LaneConfig, limits: &Limits) -> bool {
+    records.len() <= lane.max_records
+        && records.iter().map(Record::size).sum::<usize>() <= limits.max_request_size
+}
+
+/// A coalesced single-mode request's one entry, as the PutRecord call it replaces would have
+/// answered: the record's shard and sequence number, or the error that call would have raised
+/// for the entry's code (throttling → 429, InternalFailure → 503, InvalidArgument → 422, …).
+fn single_answer(outcome: PutRecordsOutcome) -> Result<PutRecordOutcome, PublishError> {
+    let PutRecordsOutcome {
+        records,
+        encryption_type,
+        request_id,
+        ..
+    } = outcome;
+    match records.into_iter().next() {
+        Some(EntryOutcome::Written {
+            shard_id,
+            sequence_number,
+        }) => Ok(PutRecordOutcome {
+            shard_id,
+            sequence_number,
+            encryption_type,
+            request_id,
+        }),
+        Some(EntryOutcome::Failed {
+            error_code,
+            error_message,
+        }) => Err(PublishError::from_code(
+            &error_code,
+            &error_message,
+            &EntryFailed(format!("{error_code}: {error_message}")),
+        )),
+        None => Err(PublishError::Upstream {
+            detail: "a coalesced PutRecords answered no entry for a record".to_owned(),
+        }),
+    }
+}
+
+/// A PutRecords entry's failure, as the source of the error it maps to (for the log).
+#[derive(Debug, thiserror::Error)]
+#[error("PutRecords entry failed: {0}")]
+struct EntryFailed(String);
 
 fn key_or_uuid(given: Option<&str>) -> Result<PartitionKey, ValidationError> {
     given.map_or_else(|| Ok(PartitionKey::generate()), PartitionKey::parse)

@@ -3,6 +3,7 @@
 //! with GetRecords and compared byte for byte.
 
 mod cli;
+mod coalesce;
 mod delivery;
 mod errors;
 mod health;
@@ -10,4 +11,5 @@ mod helpers;
 mod limits;
 mod openapi;
 mod outage;
+mod production;
 mod records;

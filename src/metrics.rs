@@ -1,0 +1,168 @@
+//! Prometheus metrics (`GET /metrics`): the recorder, the HTTP middleware and the Kinesis decorator.
+//!
+//! Names follow Prometheus conventions (`_total` counters, `_seconds` histograms, base units).
+//! Labels are bounded: route templates (not raw paths), status codes, operation names, stream
+//! names (only allowed streams reach Kinesis when an allowlist is configured) and error codes.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::domain::{EntryOutcome, PutRecordOutcome, PutRecordsOutcome, Record, StreamName};
+use crate::kinesis::{KinesisPublisher, ProbeResult, PublishError};
+
+pub const HTTP_REQUESTS: &str = "http_requests_total";
+pub const HTTP_DURATION: &str = "http_request_duration_seconds";
+pub const HTTP_IN_FLIGHT: &str = "http_requests_in_flight";
+pub const KINESIS_CALLS: &str = "kinesis_calls_total";
+pub const KINESIS_CALL_DURATION: &str = "kinesis_call_duration_seconds";
+pub const RECORDS_WRITTEN: &str = "kinesis_records_written_total";
+pub const BYTES_WRITTEN: &str = "kinesis_bytes_written_total";
+pub const ENTRIES_FAILED: &str = "kinesis_entries_failed_total";
+pub const THROTTLES: &str = "kinesis_throttles_total";
+pub const RECORDS_FAILED: &str = "kinesis_records_failed_total";
+pub const RECORDS_RETRIED: &str = "kinesis_records_retried_total";
+
+/// Latency buckets in seconds, from a fast PutRecord to the retry deadline.
+const BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The process-wide recorder (installed once; every `Application` in a process shares it).
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &BUCKETS)
+                .expect("static buckets are valid")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed (not in this binary).
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Counts requests by route and status, their latency, and how many are in flight.
+pub async fn http_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = request.method().as_str().to_owned();
+    let in_flight = gauge!(HTTP_IN_FLIGHT);
+    in_flight.increment(1.0);
+    let started = Instant::now();
+    let response = next.run(request).await;
+    in_flight.decrement(1.0);
+    let status = response.status().as_u16().to_string();
+    counter!(HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    histogram!(HTTP_DURATION, "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// A `KinesisPublisher` that measures every call of the one it wraps.
+#[derive(Debug)]
+pub struct MeteredPublisher {
+    inner: Arc<dyn KinesisPublisher>,
+}
+
+impl MeteredPublisher {
+    pub fn new(inner: Arc<dyn KinesisPublisher>) -> Self {
+        Self { inner }
+    }
+}
+
+fn outcome_label(result: Result<(), &PublishError>) -> &'static str {
+    match result {
+        Ok(()) => "ok",
+        Err(PublishError::NotFound { .. }) => "not_found",
+        Err(PublishError::Throttled { .. }) => "throttled",
+        Err(PublishError::Rejected { .. }) => "rejected",
+        Err(PublishError::Upstream { .. }) => "upstream_error",
+        Err(PublishError::Unavailable { .. }) => "unavailable",
+        Err(PublishError::Timeout { .. }) => "timeout",
+    }
+}
+
+fn record_call(
+    operation: &'static str,
+    stream: &StreamName,
+    started: Instant,
+    error: Option<&PublishError>,
+) {
+    let outcome = outcome_label(error.map_or(Ok(()), Err));
+    counter!(KINESIS_CALLS, "operation" => operation, "outcome" => outcome).increment(1);
+    histogram!(KINESIS_CALL_DURATION, "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
+    if let Some(PublishError::Throttled { .. }) = error {
+        counter!(THROTTLES, "stream" => stream.to_string()).increment(1);
+    }
+}
+
+#[async_trait]
+impl KinesisPublisher for MeteredPublisher {
+    async fn put_record(
+        &self,
+        stream: &StreamName,
+        record: &Record,
+    ) -> Result<PutRecordOutcome, PublishError> {
+        let started = Instant::now();
+        let result = self.inner.put_record(stream, record).await;
+        record_call("PutRecord", stream, started, result.as_ref().err());
+        if result.is_ok() {
+            let s = stream.to_string();
+            counter!(RECORDS_WRITTEN, "stream" => s.clone()).increment(1);
+            counter!(BYTES_WRITTEN, "stream" => s).increment(record.size() as u64);
+        }
+        result
+    }
+
+    async fn put_records(
+        &self,
+        stream: &StreamName,
+        records: &[Record],
+    ) -> Result<PutRecordsOutcome, PublishError> {
+        let started = Instant::now();
+        let result = self.inner.put_records(stream, records).await;
+        record_call("PutRecords", stream, started, result.as_ref().err());
+        if let Ok(outcome) = &result {
+            let (mut written, mut bytes, mut throttled) = (0u64, 0u64, 0u64);
+            for (entry, record) in outcome.records.iter().zip(records) {
+                match entry {
+                    EntryOutcome::Written { .. } => {
+                        written += 1;
+                        bytes += record.size() as u64;
+                    }
+                    EntryOutcome::Failed { error_code, .. } => {
+                        throttled += u64::from(entry.is_throttled());
+                        counter!(ENTRIES_FAILED, "stream" => stream.to_string(), "code" => error_code.clone())
+                            .increment(1);
+                    }
+                }
+            }
+            let s = stream.to_string();
+            counter!(RECORDS_WRITTEN, "stream" => s.clone()).increment(written);
+            counter!(BYTES_WRITTEN, "stream" => s.clone()).increment(bytes);
+            if throttled > 0 {
+                counter!(THROTTLES, "stream" => s).increment(throttled);
+            }
+        }
+        result
+    }
+
+    async fn probe(&self) -> ProbeResult {
+        self.inner.probe().await
+    }
+}

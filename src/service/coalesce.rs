@@ -1,0 +1,597 @@
+//! Coalescing: concurrent requests to one stream share PutRecords calls.
+//!
+//! Without it every HTTP request is one Kinesis call, and the call (SDK pipeline, SigV4 signing,
+//! an HTTP round trip) costs far more CPU than the request itself. With it (per stream, off by
+//! default), each stream gets a *lane*: a task that gathers the records of concurrent requests
+//! into one batch until the batch is full (`max_records`, the stream's request-size limit) or
+//! `linger_ms` has passed since its first record, then sends it as one PutRecords call through
+//! the delivery layer (so only failed entries are retried). Each request waits for, and answers
+//! with, the final outcome of its own records:
+//!
+//! - a single-mode request gets its entry as a PutRecord answer, or the error a failed PutRecord
+//!   with that code would have given (`PublishError::from_code`: throttling → 429, InternalFailure
+//!   → 503, InvalidArgument → 422, …);
+//! - a batch-mode request gets its own slice of the entries, in its order, with its own
+//!   `FailedRecordCount` (200/207);
+//! - when a whole call failed and none of a request's records was written, that request gets the
+//!   call's error, exactly as without coalescing.
+//!
+//! Memory is bounded: the bytes of every record waiting in a lane or in flight count against
+//! `max_buffered_bytes` (one budget for the process), and a request that would pass it is refused
+//! at once with `IngestError::Overloaded` (503 `overloaded`, `Retry-After`) instead of queueing.
+//! While all of a lane's `max_in_flight` calls are out, the next batch keeps filling (up to a
+//! full call), so a slow Kinesis makes batches larger rather than queues longer.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+use super::delivery;
+use crate::config::{RetryPolicy, Settings};
+use crate::domain::limits::MAX_RECORDS_PER_REQUEST;
+use crate::domain::{EntryOutcome, Limits, PutRecordsOutcome, Record, StreamName};
+use crate::kinesis::{KinesisPublisher, PublishError};
+
+/// The `coalesce` section of the configuration (`config/base.yaml` documents every key).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct CoalesceSettings {
+    /// Coalesce every stream not listed under `streams`. Default: off.
+    pub enabled: bool,
+    /// Longest wait for more records after a batch's first one. 0: send what has already arrived.
+    pub linger_ms: u64,
+    /// Records per PutRecords call (at most 500; also capped by `limits.max_records_per_request`).
+    pub max_records: usize,
+    /// PutRecords calls in flight at once per stream.
+    pub max_in_flight: usize,
+    /// Bytes (data + partition keys) waiting or in flight in all lanes together; a request that
+    /// would pass it is answered 503 `overloaded`.
+    pub max_buffered_bytes: usize,
+    /// A lane with nothing to do for this long stops (and starts again on the next request).
+    pub idle_timeout_ms: u64,
+    /// Per-stream enablement: a name (coalesce it), or `{name, enabled, linger_ms}`.
+    pub streams: Vec<StreamCoalesce>,
+}
+
+impl Default for CoalesceSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            linger_ms: 2,
+            max_records: MAX_RECORDS_PER_REQUEST,
+            max_in_flight: 4,
+            max_buffered_bytes: 64 * 1024 * 1024,
+            idle_timeout_ms: 60_000,
+            streams: Vec::new(),
+        }
+    }
+}
+
+/// One entry of `coalesce.streams`: a bare stream name, or a table with overrides.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum StreamCoalesce {
+    /// `- my-stream`: coalesce this stream with the global settings.
+    Name(String),
+    /// `- {name: my-stream, enabled: false, linger_ms: 5}`.
+    Entry {
+        name: String,
+        #[serde(default = "yes")]
+        enabled: bool,
+        linger_ms: Option<u64>,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl StreamCoalesce {
+    fn name(&self) -> &str {
+        match self {
+            Self::Name(name) | Self::Entry { name, .. } => name,
+        }
+    }
+}
+
+/// How one stream's lane batches, resolved from the settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LaneConfig {
+    pub(crate) linger: Duration,
+    pub(crate) max_records: usize,
+    pub(crate) max_bytes: usize,
+    pub(crate) max_in_flight: usize,
+}
+
+impl CoalesceSettings {
+    /// Refuses settings the lanes cannot honour.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.max_records == 0 || self.max_records > MAX_RECORDS_PER_REQUEST {
+            anyhow::bail!(
+                "coalesce.max_records must be 1..={MAX_RECORDS_PER_REQUEST}, got {}",
+                self.max_records
+            );
+        }
+        if self.max_in_flight == 0 {
+            anyhow::bail!("coalesce.max_in_flight must be at least 1");
+        }
+        if self.max_buffered_bytes == 0 {
+            anyhow::bail!("coalesce.max_buffered_bytes must be at least 1");
+        }
+        for s in &self.streams {
+            crate::domain::StreamName::parse(s.name())
+                .map_err(|e| anyhow::anyhow!("coalesce.streams: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The lane configuration for `stream`, or `None` when it is not coalesced.
+    pub(crate) fn lane_for(&self, stream: &str, limits: &Limits) -> Option<LaneConfig> {
+        let entry = self.streams.iter().find(|s| s.name() == stream);
+        let (enabled, linger_ms) = match entry {
+            None => (self.enabled, None),
+            Some(StreamCoalesce::Name(_)) => (true, None),
+            Some(StreamCoalesce::Entry {
+                enabled, linger_ms, ..
+            }) => (*enabled, *linger_ms),
+        };
+        enabled.then(|| LaneConfig {
+            linger: Duration::from_millis(linger_ms.unwrap_or(self.linger_ms)),
+            max_records: self.max_records.min(limits.max_records),
+            max_bytes: limits.max_request_size,
+            max_in_flight: self.max_in_flight,
+        })
+    }
+}
+
+/// Why a request could not be coalesced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoalesceError {
+    /// The buffered-bytes budget is spent: the caller should come back later.
+    #[error(
+        "the service is holding {buffered} bytes of records for Kinesis (limit {limit}); retry later"
+    )]
+    Overloaded { buffered: usize, limit: usize },
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+type Lanes = RwLock<HashMap<String, mpsc::UnboundedSender<Pending>>>;
+
+/// The lanes of every coalesced stream, created on a stream's first request.
+#[derive(Debug)]
+pub(crate) struct Coalescer {
+    publisher: Arc<dyn KinesisPublisher>,
+    lanes: Arc<Lanes>,
+    buffered: Arc<AtomicUsize>,
+    max_buffered: usize,
+    idle_timeout: Duration,
+}
+
+/// One request's records, waiting in a lane.
+#[derive(Debug)]
+struct Pending {
+    records: Vec<Record>,
+    size: usize,
+    arrived: Instant,
+    reply: oneshot::Sender<Result<PutRecordsOutcome, PublishError>>,
+    /// Gives the request's bytes back to the budget when the request is answered (or dropped).
+    _reservation: Reservation,
+}
+
+#[derive(Debug)]
+struct Reservation {
+    counter: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// What a lane needs to send its batches.
+#[derive(Debug, Clone)]
+struct LaneCtx {
+    stream: StreamName,
+    config: LaneConfig,
+    policy: RetryPolicy,
+    publisher: Arc<dyn KinesisPublisher>,
+}
+
+impl Coalescer {
+    pub(crate) fn new(publisher: Arc<dyn KinesisPublisher>, settings: &Settings) -> Self {
+        Self {
+            publisher,
+            lanes: Arc::default(),
+            buffered: Arc::default(),
+            max_buffered: settings.coalesce.max_buffered_bytes,
+            idle_timeout: Duration::from_millis(settings.coalesce.idle_timeout_ms),
+        }
+    }
+
+    /// Sends `records` (one request's, within one call's limits) with the other requests to
+    /// `stream`, and returns their final outcomes in order, or the call error when none was
+    /// written because a whole call failed.
+    pub(crate) async fn submit(
+        &self,
+        stream: &StreamName,
+        config: LaneConfig,
+        policy: &RetryPolicy,
+        records: Vec<Record>,
+        started: Instant,
+    ) -> Result<PutRecordsOutcome, CoalesceError> {
+        let size = records.iter().map(Record::size).sum();
+        let reservation = self.reserve(size)?;
+        let (reply, answer) = oneshot::channel();
+        let mut pending = Pending {
+            records,
+            size,
+            arrived: started,
+            reply,
+            _reservation: reservation,
+        };
+        loop {
+            let lane = self.lane(stream, config, policy);
+            match lane.send(pending) {
+                Ok(()) => break,
+                // The lane retired between our look-up and our send: start a fresh one.
+                Err(mpsc::error::SendError(back)) => pending = back,
+            }
+        }
+        answer
+            .await
+            .map_err(|_| {
+                CoalesceError::Publish(PublishError::Upstream {
+                    detail: "the coalesced PutRecords call ended without an answer".to_owned(),
+                })
+            })?
+            .map_err(CoalesceError::Publish)
+    }
+
+    fn reserve(&self, bytes: usize) -> Result<Reservation, CoalesceError> {
+        let before = self.buffered.fetch_add(bytes, Ordering::AcqRel);
+        // An empty buffer takes any request, so a request over the cap still gets through alone.
+        if before > 0 && before + bytes > self.max_buffered {
+            self.buffered.fetch_sub(bytes, Ordering::AcqRel);
+            return Err(CoalesceError::Overloaded {
+                buffered: before,
+                limit: self.max_buffered,
+            });
+        }
+        Ok(Reservation {
+            counter: self.buffered.clone(),
+            bytes,
+        })
+    }
+
+    /// The stream's lane, started if it has none.
+    fn lane(
+        &self,
+        stream: &StreamName,
+        config: LaneConfig,
+        policy: &RetryPolicy,
+    ) -> mpsc::UnboundedSender<Pending> {
+        if let Some(lane) = self
+            .lanes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(stream.as_str())
+            .filter(|l| !l.is_closed())
+        {
+            return lane.clone();
+        }
+        let mut lanes = self.lanes.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(lane) = lanes.get(stream.as_str()).filter(|l| !l.is_closed()) {
+            return lane.clone();
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        lanes.insert(stream.as_str().to_owned(), tx.clone());
+        let ctx = LaneCtx {
+            stream: stream.clone(),
+            config,
+            policy: *policy,
+            publisher: self.publisher.clone(),
+        };
+        tokio::spawn(run_lane(
+            ctx,
+            rx,
+            Arc::downgrade(&self.lanes),
+            self.idle_timeout,
+        ));
+        tracing::debug!(stream = %stream, "Coalescing lane started");
+        tx
+    }
+}
+
+/// A batch being gathered: whole requests only, so each request's records stay in one call.
+#[derive(Debug, Default)]
+struct Batch {
+    requests: Vec<Pending>,
+    records: usize,
+    bytes: usize,
+}
+
+impl Batch {
+    fn fits(&self, p: &Pending, c: &LaneConfig) -> bool {
+        self.requests.is_empty()
+            || (self.records + p.records.len() <= c.max_records
+                && self.bytes + p.size <= c.max_bytes)
+    }
+
+    fn full(&self, c: &LaneConfig) -> bool {
+        self.records >= c.max_records || self.bytes >= c.max_bytes
+    }
+
+    fn push(&mut self, p: Pending) {
+        self.records += p.records.len();
+        self.bytes += p.size;
+        self.requests.push(p);
+    }
+}
+
+/// Takes `p` into `batch` if it fits; otherwise hands it back to start the next batch.
+fn offer(batch: &mut Batch, p: Pending, c: &LaneConfig) -> Option<Pending> {
+    if batch.fits(&p, c) {
+        batch.push(p);
+        None
+    } else {
+        Some(p)
+    }
+}
+
+/// One stream's lane: gather, wait for a call slot (still gathering), send, repeat.
+async fn run_lane(
+    ctx: LaneCtx,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    lanes: Weak<Lanes>,
+    idle_timeout: Duration,
+) {
+    let c = ctx.config;
+    let slots = Arc::new(Semaphore::new(c.max_in_flight));
+    let mut carry: Option<Pending> = None;
+    let mut retiring = false;
+    loop {
+        let first = match carry.take() {
+            Some(p) => p,
+            None => match tokio::time::timeout(idle_timeout, rx.recv()).await {
+                Ok(Some(p)) => p,
+                // Every sender is gone (the service is shutting down) or we retired and drained.
+                Ok(None) => return,
+                Err(_) if retiring => continue,
+                Err(_) => {
+                    retire(&lanes, &ctx.stream, &mut rx);
+                    retiring = true;
+                    continue;
+                }
+            },
+        };
+        let mut batch = Batch::default();
+        batch.push(first);
+
+        // Gather until the batch is full or the linger has passed since its first record.
+        let deadline = tokio::time::Instant::now() + c.linger;
+        while carry.is_none() && !batch.full(&c) {
+            let next = if c.linger.is_zero() {
+                rx.try_recv().ok()
+            } else {
+                tokio::select! {
+                    biased;
+                    p = rx.recv() => p,
+                    () = tokio::time::sleep_until(deadline) => None,
+                }
+            };
+            match next {
+                Some(p) => carry = offer(&mut batch, p, &c),
+                None => break,
+            }
+        }
+
+        // Wait for a call slot; meanwhile keep filling the batch, so a slow Kinesis gets fuller calls.
+        let permit = loop {
+            if let Ok(permit) = slots.clone().try_acquire_owned() {
+                break permit;
+            }
+            if carry.is_some() || batch.full(&c) {
+                break acquire(&slots).await;
+            }
+            tokio::select! {
+                biased;
+                permit = acquire(&slots) => break permit,
+                p = rx.recv() => match p {
+                    Some(p) => carry = offer(&mut batch, p, &c),
+                    None => break acquire(&slots).await,
+                },
+            }
+        };
+        tokio::spawn(send_batch(ctx.clone(), batch, permit));
+    }
+}
+
+async fn acquire(slots: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+    slots
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the lane never closes its semaphore")
+}
+
+/// Removes the lane from the map and closes it; records already sent to it are still drained.
+fn retire(lanes: &Weak<Lanes>, stream: &StreamName, rx: &mut mpsc::UnboundedReceiver<Pending>) {
+    if let Some(lanes) = lanes.upgrade() {
+        lanes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(stream.as_str());
+    }
+    rx.close();
+    tracing::debug!(stream = %stream, "Coalescing lane idle: stopped");
+}
+
+/// Sends one gathered batch (with the delivery layer's retries) and answers each request with
+/// its own records' outcomes.
+async fn send_batch(ctx: LaneCtx, batch: Batch, _permit: OwnedSemaphorePermit) {
+    let mut requests = batch.requests;
+    let started = requests
+        .iter()
+        .map(|p| p.arrived)
+        .min()
+        .unwrap_or_else(Instant::now);
+    let mut records = Vec::with_capacity(batch.records);
+    let mut counts = Vec::with_capacity(requests.len());
+    for p in &mut requests {
+        counts.push(p.records.len());
+        records.append(&mut p.records);
+    }
+    let chunk = delivery::send_chunk(
+        ctx.publisher.as_ref(),
+        &ctx.stream,
+        &records,
+        &ctx.policy,
+        started,
+    )
+    .await;
+    drop(records);
+    if chunk.calls > 1 {
+        tracing::info!(
+            calls = chunk.calls,
+            records_retried = chunk.records_retried,
+            requests = requests.len(),
+            "Coalesced PutRecords needed retries"
+        );
+    }
+    let mut results = chunk.results.into_iter();
+    for (p, n) in requests.into_iter().zip(counts) {
+        let mine: Vec<EntryOutcome> = results.by_ref().take(n).collect();
+        let written = mine.iter().filter(|e| e.is_written()).count();
+        let answer = match &chunk.error {
+            // As without coalescing: nothing of this request written and a call failed outright.
+            Some(error) if written == 0 => Err(error.clone()),
+            _ => Ok(PutRecordsOutcome {
+                failed_record_count: n - written,
+                records: mine,
+                encryption_type: chunk.encryption_type.clone(),
+                request_id: chunk.request_id.clone(),
+            }),
+        };
+        // The caller may have gone away; its records were sent all the same.
+        let _ = p.reply.send(answer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_records: 500,
+        max_record_size: 1024,
+        max_request_size: 4096,
+    };
+
+    fn settings(yaml: &str) -> CoalesceSettings {
+        #[derive(Deserialize)]
+        struct Root {
+            #[serde(default)]
+            coalesce: CoalesceSettings,
+        }
+        let root: Root = config::Config::builder()
+            .add_source(config::File::from_str(yaml, config::FileFormat::Yaml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        root.coalesce
+    }
+
+    #[test]
+    fn coalescing_is_off_unless_enabled_globally_or_per_stream() {
+        assert_eq!(settings("other: 1"), CoalesceSettings::default());
+        assert_eq!(CoalesceSettings::default().lane_for("s", &LIMITS), None);
+
+        let s = settings(
+            "coalesce:\n  linger_ms: 3\n  streams:\n    - plain\n    - {name: tuned, linger_ms: 7}\n    - {name: off, enabled: false}\n",
+        );
+        let lane = s.lane_for("plain", &LIMITS).expect("a bare name enables");
+        assert_eq!(lane.linger, Duration::from_millis(3));
+        assert_eq!((lane.max_records, lane.max_bytes), (500, 4096));
+        assert_eq!(
+            s.lane_for("tuned", &LIMITS).unwrap().linger,
+            Duration::from_millis(7)
+        );
+        assert_eq!(s.lane_for("off", &LIMITS), None);
+        assert_eq!(s.lane_for("unlisted", &LIMITS), None);
+
+        let all =
+            settings("coalesce:\n  enabled: true\n  streams:\n    - {name: off, enabled: false}\n");
+        assert!(all.lane_for("unlisted", &LIMITS).is_some());
+        assert_eq!(all.lane_for("off", &LIMITS), None);
+    }
+
+    #[test]
+    fn settings_are_validated() {
+        assert!(CoalesceSettings::default().validate().is_ok());
+        for bad in [
+            "coalesce: {max_records: 0}",
+            "coalesce: {max_records: 501}",
+            "coalesce: {max_in_flight: 0}",
+            "coalesce: {max_buffered_bytes: 0}",
+            "coalesce: {streams: ['bad name!']}",
+        ] {
+            assert!(settings(bad).validate().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_buffer_budget_refuses_beyond_the_cap_and_is_given_back() {
+        let mut s = Settings::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config"
+        )))
+        .unwrap();
+        s.coalesce.max_buffered_bytes = 100;
+        #[derive(Debug)]
+        struct Never;
+        #[async_trait::async_trait]
+        impl KinesisPublisher for Never {
+            async fn put_record(
+                &self,
+                _: &StreamName,
+                _: &Record,
+            ) -> Result<crate::domain::PutRecordOutcome, PublishError> {
+                unreachable!()
+            }
+            async fn put_records(
+                &self,
+                _: &StreamName,
+                _: &[Record],
+            ) -> Result<PutRecordsOutcome, PublishError> {
+                unreachable!()
+            }
+            async fn probe(&self) -> crate::kinesis::ProbeResult {
+                unreachable!()
+            }
+        }
+        let c = Coalescer::new(Arc::new(Never), &s);
+        let a = c.reserve(60).unwrap();
+        assert!(matches!(
+            c.reserve(60),
+            Err(CoalesceError::Overloaded {
+                buffered: 60,
+                limit: 100
+            })
+        ));
+        let b = c.reserve(40).unwrap();
+        drop((a, b));
+        assert_eq!(c.buffered.load(Ordering::Acquire), 0);
+        let alone = c
+            .reserve(500)
+            .expect("an empty buffer takes an oversized request");
+        drop(alone);
+    }
+}

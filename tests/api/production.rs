@@ -1,0 +1,345 @@
+//! The production surface: API keys, the streams allowlist, metrics, compressed bodies and load
+//! shedding. Kinesis-facing outcomes are checked on the real emulator; "no AWS call was made" and
+//! slow upstreams use fake-kinesis, which counts every call.
+
+use std::io::Write;
+use std::time::Duration;
+
+use fake_kinesis::{FakeKinesis, Plan};
+use futures_util::StreamExt;
+use kinesis_writer::access::key_digest_hex;
+use kinesis_writer::config::{AllowedStream, ApiKeySettings, Settings};
+
+use crate::helpers::{assert_problem, records_url, spawn, spawn_app_with, test_settings};
+
+fn allow(settings: &mut Settings, names: &[&str]) {
+    settings.streams.allow_all = false;
+    settings.streams.allowed = names
+        .iter()
+        .map(|n| AllowedStream {
+            name: (*n).to_owned(),
+            arn: None,
+            region: None,
+        })
+        .collect();
+}
+
+fn key(id: &str, secret: &str, streams: &[&str]) -> ApiKeySettings {
+    ApiKeySettings {
+        id: id.to_owned(),
+        sha256: key_digest_hex(secret),
+        streams: streams.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+#[tokio::test]
+async fn the_auth_matrix_on_the_real_emulator() {
+    let app = spawn_app_with(|s| {
+        let stream = s.dev.create_streams[0].name.clone();
+        allow(s, &[&stream, "other-stream"]);
+        s.auth.required = true;
+        s.auth.keys = vec![
+            key("writer", "s3cret-writer", &[&stream]),
+            key("elsewhere", "s3cret-other", &["other-stream"]),
+        ];
+    })
+    .await;
+    let post = |auth: Option<(&'static str, &'static str)>| {
+        let mut req = app
+            .http
+            .post(app.records_url("partition_key=k"))
+            .header("content-type", "text/plain")
+            .body("payload");
+        if let Some((name, value)) = auth {
+            req = req.header(name, value);
+        }
+        req.send()
+    };
+
+    let none = post(None).await.unwrap();
+    let wrong = post(Some(("authorization", "Bearer not-a-key")))
+        .await
+        .unwrap();
+    let other = post(Some(("x-api-key", "s3cret-other"))).await.unwrap();
+    let ok = post(Some(("authorization", "Bearer s3cret-writer")))
+        .await
+        .unwrap();
+    let ok2 = post(Some(("x-api-key", "s3cret-writer"))).await.unwrap();
+
+    assert_eq!(none.headers()["www-authenticate"], "Bearer");
+    assert_problem(none, 401, "unauthorized").await;
+    assert_problem(wrong, 401, "unauthorized").await;
+    assert_problem(other, 403, "forbidden").await;
+    assert_eq!((ok.status().as_u16(), ok2.status().as_u16()), (200, 200));
+    let landed = app.landed().await;
+    assert_eq!(landed.len(), 2, "only the authorised writes landed");
+    assert!(
+        landed
+            .iter()
+            .all(|l| l.data == b"payload" && l.partition_key == "k")
+    );
+}
+
+#[tokio::test]
+async fn a_stream_off_the_allowlist_is_404_without_any_call_to_aws() {
+    let fake = FakeKinesis::start().await;
+    let mut settings = test_settings(&fake.endpoint());
+    allow(&mut settings, &["allowed"]);
+    let address = spawn(settings).await;
+    let http = reqwest::Client::new();
+
+    let refused = http
+        .post(records_url(&address, "not-allowed", ""))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    let calls_after_refusal = fake.calls();
+    let ok = http
+        .post(records_url(&address, "allowed", ""))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+
+    let body = assert_problem(refused, 404, "stream_not_found").await;
+    assert_eq!(
+        body["error_class"], "UpstreamError",
+        "indistinguishable from a missing stream"
+    );
+    assert_eq!(
+        calls_after_refusal, 0,
+        "no AWS call for a stream off the allowlist"
+    );
+    assert_eq!(ok.status(), 200);
+    assert_eq!(fake.calls(), 1);
+}
+
+/// The value of one Prometheus sample line, e.g. `name{a="b"} 3`.
+fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let matches = series.split('{').next() == Some(name)
+                && labels
+                    .iter()
+                    .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")));
+            matches.then(|| value.parse().ok()).flatten()
+        })
+}
+
+#[tokio::test]
+async fn metrics_move_after_real_writes() {
+    let app = spawn_app_with(|_| {}).await;
+    let stream = app.stream.clone();
+
+    let r1 = app
+        .post_json("record_per_entry=true&partition_key=kk", r#"["ab", "cde"]"#)
+        .await;
+    let r2 = app
+        .post("partition_key=kk", Some("text/plain"), "xyz")
+        .await;
+    let r3 = app.post_json("record_per_entry=true", "[]").await;
+    assert_eq!(
+        (
+            r1.status().as_u16(),
+            r2.status().as_u16(),
+            r3.status().as_u16()
+        ),
+        (200, 200, 422)
+    );
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = metrics.text().await.unwrap();
+    let by_stream = [("stream", stream.as_str())];
+    assert_eq!(
+        sample(&text, "kinesis_records_written_total", &by_stream),
+        Some(3.0)
+    );
+    // 2+2, 3+2, 3+2 bytes (data + key)
+    assert_eq!(
+        sample(&text, "kinesis_bytes_written_total", &by_stream),
+        Some(14.0)
+    );
+    assert!(
+        sample(
+            &text,
+            "kinesis_calls_total",
+            &[("operation", "PutRecords"), ("outcome", "ok")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    let route = [("route", "/streams/{stream}/records"), ("status", "422")];
+    assert!(sample(&text, "http_requests_total", &route).unwrap() >= 1.0);
+    assert!(
+        text.contains("kinesis_call_duration_seconds_bucket"),
+        "latency histogram"
+    );
+    assert!(text.contains("http_request_duration_seconds_bucket"));
+    assert!(text.contains("http_requests_in_flight"));
+}
+
+#[tokio::test]
+async fn metrics_can_require_a_key() {
+    let fake = FakeKinesis::start().await;
+    let mut settings = test_settings(&fake.endpoint());
+    settings.metrics.require_auth = true;
+    settings.auth.keys = vec![key("ops", "ops-key", &["*"])];
+    let address = spawn(settings).await;
+    let http = reqwest::Client::new();
+
+    let without = http.get(format!("{address}/metrics")).send().await.unwrap();
+    let with = http
+        .get(format!("{address}/metrics"))
+        .bearer_auth("ops-key")
+        .send()
+        .await
+        .unwrap();
+    let health = http
+        .get(format!("{address}/health/live"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_problem(without, 401, "unauthorized").await;
+    assert_eq!(with.status(), 200);
+    assert_eq!(health.status(), 200, "health stays open");
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+#[tokio::test]
+async fn gzip_bodies_are_decompressed_and_a_bomb_gets_413() {
+    let app = spawn_app_with(|_| {}).await;
+    let batch = br#"[{"a": 1}, "two"]"#;
+    let bomb = gzip(&vec![b' '; 64 * 1024 * 1024]); // 64 MiB of spaces: ~65 KB compressed
+
+    let ok = app
+        .http
+        .post(app.records_url("record_per_entry=true&partition_key=g"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gzip(batch))
+        .send()
+        .await
+        .unwrap();
+    let bombed = app
+        .http
+        .post(app.records_url(""))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(bomb.clone())
+        .send()
+        .await
+        .unwrap();
+    let brotli = app
+        .http
+        .post(app.records_url(""))
+        .header("content-type", "application/json")
+        .header("content-encoding", "br")
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(ok.status(), 200);
+    assert!(
+        bomb.len() < 200_000,
+        "the bomb is small on the wire ({} bytes)",
+        bomb.len()
+    );
+    assert_problem(bombed, 413, "payload_too_large").await;
+    assert_problem(brotli, 415, "unsupported_media_type").await;
+    let landed: Vec<Vec<u8>> = app.landed().await.into_iter().map(|l| l.data).collect();
+    assert_eq!(landed, vec![br#"{"a": 1}"#.to_vec(), b"two".to_vec()]);
+}
+
+#[tokio::test]
+async fn beyond_the_concurrency_cap_requests_are_shed_with_503_not_queued() {
+    let fake = FakeKinesis::start().await;
+    fake.set_plan(Plan::accept_all().with_delay(Duration::from_millis(400)));
+    let mut settings = test_settings(&fake.endpoint());
+    settings.server.max_concurrent_requests = 2;
+    let address = spawn(settings).await;
+    let http = reqwest::Client::new();
+
+    let statuses: Vec<(u16, Option<String>, String)> = futures_util::stream::iter(0..6)
+        .map(|i| {
+            let http = http.clone();
+            let url = records_url(&address, "s", "");
+            async move {
+                let r = http
+                    .post(url)
+                    .header("content-type", "text/plain")
+                    .body(format!("r{i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                let retry = r
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                (r.status().as_u16(), retry, r.text().await.unwrap())
+            }
+        })
+        .buffer_unordered(6)
+        .collect()
+        .await;
+    let health = http
+        .get(format!("{address}/health/live"))
+        .send()
+        .await
+        .unwrap();
+
+    let ok = statuses.iter().filter(|(s, _, _)| *s == 200).count();
+    let shed: Vec<_> = statuses.iter().filter(|(s, _, _)| *s == 503).collect();
+    assert_eq!(ok + shed.len(), 6, "{statuses:?}");
+    assert!(ok >= 2 && !shed.is_empty(), "{statuses:?}");
+    for (_, retry, body) in &shed {
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert!(body.contains("\"code\":\"overloaded\""), "{body}");
+    }
+    assert_eq!(
+        fake.received().len(),
+        ok,
+        "shed requests never reached Kinesis"
+    );
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn a_request_over_the_request_timeout_gets_408() {
+    let fake = FakeKinesis::start().await;
+    fake.set_plan(Plan::accept_all().with_delay(Duration::from_millis(1500)));
+    let mut settings = test_settings(&fake.endpoint());
+    settings.server.request_timeout_ms = 300;
+    let address = spawn(settings).await;
+
+    let response = reqwest::Client::new()
+        .post(records_url(&address, "s", ""))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+
+    assert_problem(response, 408, "request_timeout").await;
+}
