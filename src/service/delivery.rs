@@ -40,7 +40,10 @@ pub(crate) async fn put_record(
             Err(e) => e,
         };
         match next_wait(&error, attempt, policy, started) {
-            Some(wait) => tokio::time::sleep(wait).await,
+            Some(wait) => {
+                retried(stream, 1);
+                tokio::time::sleep(wait).await;
+            }
             None => {
                 if attempt > 1 {
                     tracing::info!(attempts = attempt, error = %error, "Record not written after retries");
@@ -119,6 +122,7 @@ pub(crate) async fn send_chunk(
             // Only the entries still failing: never one that Kinesis already accepted.
             let retry: Vec<Record> = pending.iter().map(|&i| records[i].clone()).collect();
             chunk.records_retried += retry.len();
+            retried(stream, retry.len());
             publisher.put_records(stream, &retry).await
         };
         let error = match answer {
@@ -266,6 +270,12 @@ fn entry_failed_by(error: &PublishError) -> EntryOutcome {
         error_code: code,
         error_message: message,
     }
+}
+
+/// Counts records sent again (`kinesis_records_retried_total`).
+fn retried(stream: &StreamName, records: usize) {
+    metrics::counter!(crate::metrics::RECORDS_RETRIED, "stream" => stream.to_string())
+        .increment(records as u64);
 }
 
 #[cfg(test)]

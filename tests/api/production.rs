@@ -343,3 +343,56 @@ async fn a_request_over_the_request_timeout_gets_408() {
 
     assert_problem(response, 408, "request_timeout").await;
 }
+
+#[tokio::test]
+async fn retries_throttles_and_final_failures_are_counted() {
+    let fake = FakeKinesis::start().await;
+    // "flaky" fails twice then lands; "doomed" fails on every attempt.
+    fake.set_plan(Plan::fail_entries_when(
+        "ProvisionedThroughputExceededException",
+        |e| (e.data == b"flaky" && e.seen_before < 2) || e.data == b"doomed",
+    ));
+    let mut settings = test_settings(&fake.endpoint());
+    settings.delivery.max_attempts = 3;
+    settings.delivery.base_backoff_ms = 1;
+    settings.delivery.max_backoff_ms = 2;
+    let address = spawn(settings).await;
+    let stream = format!("metrics-{}", uuid::Uuid::new_v4().simple());
+    let http = reqwest::Client::new();
+
+    let response = http
+        .post(records_url(&address, &stream, "record_per_entry=true"))
+        .header("content-type", "application/json")
+        .body(r#"["ok", "flaky", "doomed"]"#)
+        .send()
+        .await
+        .unwrap();
+    let text = http
+        .get(format!("{address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 207);
+    let by_stream = [("stream", stream.as_str())];
+    // Attempt 2 resends flaky + doomed, attempt 3 resends both again.
+    assert_eq!(
+        sample(&text, "kinesis_records_retried_total", &by_stream),
+        Some(4.0)
+    );
+    assert_eq!(
+        sample(&text, "kinesis_throttles_total", &by_stream),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample(&text, "kinesis_records_failed_total", &by_stream),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "kinesis_records_written_total", &by_stream),
+        Some(2.0)
+    );
+}
