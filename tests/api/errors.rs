@@ -7,7 +7,8 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::{ProvideCredentials, error::CredentialsError, future};
 
 use crate::helpers::{
-    assert_problem, records_url, spawn, spawn_app, spawn_app_with, test_settings,
+    assert_problem, closed_endpoint, raise_record_limit, records_url, spawn, spawn_app,
+    spawn_app_with, test_settings,
 };
 
 #[tokio::test]
@@ -170,17 +171,7 @@ async fn a_missing_stream_is_404_stream_not_found() {
 #[tokio::test]
 async fn what_kinesis_itself_refuses_is_422_kinesis_rejected() {
     // Configuration says 2 MiB, but the stream itself was left at 1 MiB: Kinesis refuses.
-    let app = spawn_app_with(|s| {
-        let name = s.dev.create_streams[0].name.clone();
-        s.limits
-            .streams
-            .push(kinesis_writer::config::StreamLimitSettings {
-                name,
-                max_record_size_bytes: Some(2 * 1024 * 1024),
-                max_request_size_bytes: None,
-            });
-    })
-    .await;
+    let app = spawn_app_with(|s| raise_record_limit(s, 2 * 1024 * 1024)).await;
 
     let response = app
         .post(
@@ -220,12 +211,7 @@ async fn unknown_routes_and_methods_get_problem_bodies() {
 #[tokio::test]
 async fn kinesis_unreachable_is_503_with_retry_after() {
     // A port nobody listens on: connection refused, as when Kinesis or the emulator is down.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = spawn(test_settings(&format!("http://127.0.0.1:{closed}"))).await;
+    let address = spawn(test_settings(&closed_endpoint())).await;
 
     let response = reqwest::Client::new()
         .post(records_url(&address, "any", ""))

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{assert_problem, spawn, spawn_app, test_settings};
+use crate::helpers::{assert_problem, closed_endpoint, spawn, spawn_app, test_settings};
 
 #[tokio::test]
 async fn live_answers_at_once_and_ready_once_the_emulator_answers() {
@@ -44,12 +44,7 @@ async fn live_answers_at_once_and_ready_once_the_emulator_answers() {
 
 #[tokio::test]
 async fn ready_is_503_while_kinesis_is_unreachable() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = spawn(test_settings(&format!("http://127.0.0.1:{closed}"))).await;
+    let address = spawn(test_settings(&closed_endpoint())).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let ready = reqwest::get(format!("{address}/health/ready"))

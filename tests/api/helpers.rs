@@ -408,3 +408,21 @@ pub(crate) fn binary() -> &'static Path {
 pub(crate) fn config_dir() -> PathBuf {
     repo_root().join("config")
 }
+
+/// An endpoint nobody listens on: connection refused, as when Kinesis or the emulator is down.
+pub(crate) fn closed_endpoint() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+/// Raises the record-size limit of the test's fresh stream by configuration alone.
+pub(crate) fn raise_record_limit(settings: &mut Settings, bytes: usize) {
+    let name = settings.dev.create_streams[0].name.clone();
+    settings
+        .limits
+        .streams
+        .push(kinesis_writer::config::StreamLimitSettings {
+            name,
+            max_record_size_bytes: Some(bytes),
+            max_request_size_bytes: None,
+        });
+}

@@ -1,7 +1,7 @@
 //! Every limit at its exact boundary: the limit passes and lands, one more byte (or record, or
 //! character) is refused with its code and nothing reaches the stream.
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{assert_problem, raise_record_limit, spawn_app, spawn_app_with};
 use crate::records::urlencode;
 
 const MIB: usize = 1024 * 1024;
@@ -219,17 +219,7 @@ async fn the_default_body_cap_is_16_mib() {
 
 #[tokio::test]
 async fn a_stream_raised_to_2_mib_is_served_by_configuration_alone() {
-    let app = spawn_app_with(|s| {
-        let name = s.dev.create_streams[0].name.clone();
-        s.limits
-            .streams
-            .push(kinesis_writer::config::StreamLimitSettings {
-                name,
-                max_record_size_bytes: Some(2 * MIB),
-                max_request_size_bytes: None,
-            });
-    })
-    .await;
+    let app = spawn_app_with(|s| raise_record_limit(s, 2 * MIB)).await;
     app.kinesis
         .update_max_record_size()
         .stream_arn(stream_arn(&app).await)
