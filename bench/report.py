@@ -15,6 +15,8 @@ SCENARIOS = {
 }
 # The issue's targets, as ratios of the ceiling: (metric, minimum).
 TARGETS = {"a": ("req_s", 0.35), "b": ("rec_s", 0.25), "c": ("req_s", 0.30)}
+# With coalescing on (target `coalesce`), the issue asks more of scenario a only.
+COALESCE_TARGETS = {"a": 0.6}
 MIN_VS_PYTHON = 30.0
 
 
@@ -64,7 +66,7 @@ def main() -> None:
     verdicts = []
     for s, label in SCENARIOS.items():
         metric = TARGETS[s][0]
-        for t in ("ceiling", "service", "python"):
+        for t in ("ceiling", "service", "coalesce", "python"):
             rs = runs.get((t, s))
             if not rs:
                 continue
@@ -77,33 +79,37 @@ def main() -> None:
                 same = all(x["acked"] == x["arrived"] for x in rs)
                 acked = f"{acked_n} / {arrived_n} {'(equal)' if same else '(DIFFER)'}"
             ratio_c = ratio_p = ""
-            if t == "service":
+            if t in ("service", "coalesce"):
+                want = TARGETS[s][1] if t == "service" else COALESCE_TARGETS.get(s)
                 if (c := runs.get(("ceiling", s))) and med(c, metric):
                     r = med(rs, metric) / med(c, metric)
                     ratio_c = f"{r:.2f}"
-                    verdicts.append((s, f"{metric} vs ceiling", r, TARGETS[s][1], errors, acked))
+                    if want is not None:
+                        verdicts.append((t, s, f"{metric} vs ceiling", r, want, errors, acked))
                 if (p := runs.get(("python", s))) and med(p, metric):
                     r = med(rs, metric) / med(p, metric)
                     ratio_p = f"{r:.1f}x"
-                    verdicts.append((s, f"{metric} vs Python", r, MIN_VS_PYTHON, errors, acked))
+                    verdicts.append((t, s, f"{metric} vs Python", r, MIN_VS_PYTHON, errors, acked))
             print(
                 f"| {t} | {label} | {med(rs, 'req_s'):,.0f} | {med(rs, 'rec_s'):,.0f} "
                 f"| {med(rs, 'p50'):.2f} | {med(rs, 'p99'):.2f} | {errors} | {acked} "
                 f"| {ratio_c} | {ratio_p} |"
             )
     print()
-    print("Targets (service; ratios of medians):\n")
-    for s, what, r, want, errors, acked in verdicts:
+    print("Targets (service, and service with coalescing; ratios of medians):\n")
+    for t, s, what, r, want, errors, acked in verdicts:
         ok = r >= want and errors == 0 and "(equal)" in acked
         print(
-            f"- {s}: {what} = {r:.2f} (want >= {want}); errors {errors}; acked/arrived "
+            f"- {t} {s}: {what} = {r:.2f} (want >= {want}); errors {errors}; acked/arrived "
             f"{acked} -> {'MET' if ok else 'MISSED'}"
         )
-    if "service_vmhwm_kb" in machine:
-        print(
-            f"\nService memory: peak RSS (VmHWM) {machine['service_vmhwm_kb'] / 1024:.1f} MiB, "
-            f"RSS at the end {machine['service_vmrss_kb'] / 1024:.1f} MiB."
-        )
+    print()
+    for t in ("service", "coalesce"):
+        if f"{t}_vmhwm_kb" in machine:
+            print(
+                f"{t.capitalize()} memory: peak RSS (VmHWM) {machine[f'{t}_vmhwm_kb'] / 1024:.1f} "
+                f"MiB, RSS at the end {machine[f'{t}_vmrss_kb'] / 1024:.1f} MiB."
+            )
     if "python_vmhwm_kb_total" in machine:
         print(
             f"Python peer (uvicorn parent + 2 workers) peak RSS, summed: "

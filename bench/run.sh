@@ -10,7 +10,7 @@
 #   BENCH_SECONDS=10            length of one measured run
 #   BENCH_REPEAT=3              measured runs per target and scenario (the table quotes medians)
 #   BENCH_WARMUP=2              seconds of unmeasured load before each target/scenario's first run
-#   BENCH_TARGETS="ceiling service python"
+#   BENCH_TARGETS="ceiling service coalesce python"   (coalesce: the service with coalescing on)
 #   BENCH_SCENARIOS="a b c"     a: 1 x ~200 B JSON, c=64; b: 100 x ~200 B batch, c=16;
 #                               c: 1 x 100 KiB octet-stream, c=16
 #   BENCH_SKIP_BUILD=1          use the release binaries already built
@@ -23,7 +23,7 @@ out="$root/target/bench"
 secs=${BENCH_SECONDS:-10}
 repeat=${BENCH_REPEAT:-3}
 warmup=${BENCH_WARMUP:-2}
-targets=${BENCH_TARGETS:-"ceiling service python"}
+targets=${BENCH_TARGETS:-"ceiling service coalesce python"}
 scenarios=${BENCH_SCENARIOS:-"a b c"}
 stream=bench-stream
 oha_version=1.16.0
@@ -140,7 +140,7 @@ fake="http://127.0.0.1:$fake_port"
 wait_http "$fake/_stats" 20 || die "fake-kinesis did not start (see $out/fake.log)"
 
 declare -A url
-svc_pid=""
+declare -A svc_pid
 peer_pid=""
 for t in $targets; do
   port=$(free_port)
@@ -149,15 +149,19 @@ for t in $targets; do
       "$rel/examples/ceiling" --port "$port" >"$out/ceiling.log" 2>&1 &
       pids+=($!)
       ;;
-    service)
+    service | coalesce)
+      # `coalesce`: the same binary with coalescing on for every stream (config `coalesce`).
+      coalesce=false
+      [ "$t" = coalesce ] && coalesce=true
       env APP_ENVIRONMENT=local APP_SERVER__PORT="$port" APP_TELEMETRY__FILTER=warn \
+        APP_COALESCE__ENABLED="$coalesce" \
         AWS_ENDPOINT_URL_KINESIS="$fake" APP_KINESIS__ENDPOINT_URL="$fake" AWS_REGION=us-east-1 \
         AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
-        "$rel/kinesis-writer" >"$out/service.log" 2>&1 &
-      svc_pid=$!
-      pids+=("$svc_pid")
+        "$rel/kinesis-writer" >"$out/$t.log" 2>&1 &
+      svc_pid[$t]=$!
+      pids+=("${svc_pid[$t]}")
       wait_http "http://127.0.0.1:$port/health/ready" 60 ||
-        die "service not ready in 60 s (see $out/service.log)"
+        die "$t not ready in 60 s (see $out/$t.log)"
       ;;
     python)
       env AWS_ENDPOINT_URL_KINESIS="$fake" AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 \
@@ -210,7 +214,7 @@ for rep in $(seq 1 "$repeat"); do
       if [ "$rep" = 1 ] && [ "$warmup" -gt 0 ]; then
         load "$t" "$s" "$warmup" "$out/runs/warmup-$t-$s.json"
       fi
-      [ "$t" != ceiling ] && curl -sf -X POST "$fake/_reset" >/dev/null
+      if [ "$t" != ceiling ]; then curl -sf -X POST "$fake/_reset" >/dev/null; fi
       log "run $rep/$repeat: $t, scenario $s, ${secs}s"
       f="$out/runs/$t-$s-$rep.json"
       load "$t" "$s" "$secs" "$f"
@@ -230,9 +234,10 @@ vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo
   echo "\"nproc\": $(nproc),"
   echo "\"cpu\": \"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)\","
   echo "\"mem_total_kb\": $(awk '/MemTotal/ {print $2}' /proc/meminfo),"
-  if [ -n "$svc_pid" ]; then
-    echo "\"service_vmhwm_kb\": $(vm "$svc_pid" VmHWM), \"service_vmrss_kb\": $(vm "$svc_pid" VmRSS),"
-  fi
+  for t in "${!svc_pid[@]}"; do
+    p=${svc_pid[$t]}
+    echo "\"${t}_vmhwm_kb\": $(vm "$p" VmHWM), \"${t}_vmrss_kb\": $(vm "$p" VmRSS),"
+  done
   if [ -n "$peer_pid" ]; then
     peer_rss=0
     for p in $peer_pid $(pgrep -P "$peer_pid" || true); do peer_rss=$((peer_rss + $(vm "$p" VmHWM))); done
