@@ -27,6 +27,8 @@ const KINESIS_WRITER_ERROR: &str = "KinesisWriterError";
 const REQUEST_ERROR: &str = "RequestError";
 /// Kinesis, or the way to it, failed (404 stream, 429, 502, 503, 504).
 const UPSTREAM_ERROR: &str = "UpstreamError";
+/// This instance sheds load (503 `overloaded`): retry, ideally on another instance.
+const OVERLOADED_ERROR: &str = "OverloadedError";
 /// A bug in this service (500).
 const INTERNAL_ERROR: &str = "InternalError";
 
@@ -103,6 +105,7 @@ impl Problem {
         let error_class = match status.as_u16() {
             413 | 422 => KINESIS_WRITER_ERROR,
             500 => INTERNAL_ERROR,
+            503 if code == "overloaded" => OVERLOADED_ERROR,
             404 | 429 | 502..=504 if code != "not_found" => UPSTREAM_ERROR,
             _ => REQUEST_ERROR,
         };
