@@ -8,6 +8,12 @@ use kinesis_writer::config::Settings;
 use kinesis_writer::startup::{Application, shutdown_signal};
 use kinesis_writer::{dev, kinesis, telemetry};
 
+/// jemalloc instead of the system allocator: the hot path allocates many small, short-lived
+/// buffers on two threads at once, where glibc malloc spent ~14% of the CPU (BENCHMARKS.md).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const HELP: &str = "\
 kinesis-writer: an HTTP service that puts records into AWS Kinesis Data Streams
 
