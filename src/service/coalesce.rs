@@ -4,8 +4,9 @@
 //! an HTTP round trip) costs far more CPU than the request itself. With it (per stream, off by
 //! default), each stream gets a *lane*: a task that gathers the records of concurrent requests
 //! into one batch until the batch is full (`max_records`, the stream's request-size limit) or
-//! `linger_ms` has passed since its first record, then sends it as one PutRecords call through
-//! the delivery layer (so only failed entries are retried). Each request waits for, and answers
+//! `linger_ms` has passed since its first record (0, the default: what has already arrived), then
+//! sends it as one PutRecords call through the delivery layer (so only failed entries are
+//! retried). Each request waits for, and answers
 //! with, the final outcome of its own records:
 //!
 //! - a single-mode request gets its entry as a PutRecord answer, or the error a failed PutRecord
@@ -61,9 +62,12 @@ impl Default for CoalesceSettings {
     fn default() -> Self {
         Self {
             enabled: false,
-            linger_ms: 2,
+            // Measured with `make bench` (BENCHMARKS.md): with no linger and one call in flight,
+            // batches grow with the load by themselves (everything that arrives while a call is
+            // out goes in the next one), and an idle stream adds no latency at all.
+            linger_ms: 0,
             max_records: MAX_RECORDS_PER_REQUEST,
-            max_in_flight: 4,
+            max_in_flight: 1,
             max_buffered_bytes: 64 * 1024 * 1024,
             idle_timeout_ms: 60_000,
             streams: Vec::new(),
