@@ -20,8 +20,11 @@
 //! Memory is bounded: the bytes of every record waiting in a lane or in flight count against
 //! `max_buffered_bytes` (one budget for the process), and a request that would pass it is refused
 //! at once with `IngestError::Overloaded` (503 `overloaded`, `Retry-After`) instead of queueing.
-//! While all of a lane's `max_in_flight` calls are out, the next batch keeps filling (up to a
-//! full call), so a slow Kinesis makes batches larger rather than queues longer.
+//! A small batch waits, still filling, until the stream has no call in flight; a batch of at least
+//! `parallel_batch_records` / `parallel_batch_bytes` may go out beside others, up to
+//! `max_in_flight` calls. So small requests under load share calls (the call, not the record, is
+//! what costs CPU), large ones are not serialised behind each other, and a slow Kinesis makes
+//! batches larger rather than queues longer.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,6 +52,10 @@ pub struct CoalesceSettings {
     pub max_records: usize,
     /// PutRecords calls in flight at once per stream.
     pub max_in_flight: usize,
+    /// A batch with at least this many records may be sent while other calls are in flight.
+    pub parallel_batch_records: usize,
+    /// A batch with at least this many bytes may be sent while other calls are in flight.
+    pub parallel_batch_bytes: usize,
     /// Bytes (data + partition keys) waiting or in flight in all lanes together; a request that
     /// would pass it is answered 503 `overloaded`.
     pub max_buffered_bytes: usize,
@@ -62,12 +69,14 @@ impl Default for CoalesceSettings {
     fn default() -> Self {
         Self {
             enabled: false,
-            // Measured with `make bench` (BENCHMARKS.md): with no linger and one call in flight,
-            // batches grow with the load by themselves (everything that arrives while a call is
-            // out goes in the next one), and an idle stream adds no latency at all.
+            // Measured with `make bench` (BENCHMARKS.md): with no linger, batches grow with the
+            // load by themselves (what arrives while a call is out goes into the next one), and
+            // an idle stream adds no latency at all.
             linger_ms: 0,
             max_records: MAX_RECORDS_PER_REQUEST,
-            max_in_flight: 1,
+            max_in_flight: 4,
+            parallel_batch_records: 100,
+            parallel_batch_bytes: 64 * 1024,
             max_buffered_bytes: 64 * 1024 * 1024,
             idle_timeout_ms: 60_000,
             streams: Vec::new(),
@@ -109,6 +118,8 @@ pub(crate) struct LaneConfig {
     pub(crate) max_records: usize,
     pub(crate) max_bytes: usize,
     pub(crate) max_in_flight: usize,
+    pub(crate) parallel_records: usize,
+    pub(crate) parallel_bytes: usize,
 }
 
 impl CoalesceSettings {
@@ -120,7 +131,7 @@ impl CoalesceSettings {
                 self.max_records
             );
         }
-        if self.max_in_flight == 0 {
+        if self.max_in_flight == 0 || u32::try_from(self.max_in_flight).is_err() {
             anyhow::bail!("coalesce.max_in_flight must be at least 1");
         }
         if self.max_buffered_bytes == 0 {
@@ -148,6 +159,8 @@ impl CoalesceSettings {
             max_records: self.max_records.min(limits.max_records),
             max_bytes: limits.max_request_size,
             max_in_flight: self.max_in_flight,
+            parallel_records: self.parallel_batch_records,
+            parallel_bytes: self.parallel_batch_bytes,
         })
     }
 }
@@ -396,17 +409,26 @@ async fn run_lane(
             }
         }
 
-        // Wait for a call slot; meanwhile keep filling the batch, so a slow Kinesis gets fuller calls.
+        // Wait for a call slot, still filling the batch. A small batch goes only when no call is
+        // in flight, so small requests under load share calls; a large (or closed) batch takes
+        // any free slot.
         let permit = loop {
-            if let Ok(permit) = slots.clone().try_acquire_owned() {
+            let closed = carry.is_some() || batch.full(&c);
+            let large =
+                closed || batch.records >= c.parallel_records || batch.bytes >= c.parallel_bytes;
+            let idle = slots.available_permits() == c.max_in_flight;
+            if (large || idle)
+                && let Ok(permit) = slots.clone().try_acquire_owned()
+            {
                 break permit;
             }
-            if carry.is_some() || batch.full(&c) {
+            if closed {
                 break acquire(&slots).await;
             }
             tokio::select! {
                 biased;
-                permit = acquire(&slots) => break permit,
+                permit = acquire(&slots), if large => break permit,
+                () = all_calls_done(&slots, c.max_in_flight), if !large => {}
                 p = rx.recv() => match p {
                     Some(p) => carry = offer(&mut batch, p, &c),
                     None => break acquire(&slots).await,
@@ -415,6 +437,12 @@ async fn run_lane(
         };
         tokio::spawn(send_batch(ctx.clone(), batch, permit));
     }
+}
+
+/// Resolves when no call of the lane is in flight (every slot free); holds nothing afterwards.
+async fn all_calls_done(slots: &Semaphore, max_in_flight: usize) {
+    let all = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
+    drop(slots.acquire_many(all).await);
 }
 
 async fn acquire(slots: &Arc<Semaphore>) -> OwnedSemaphorePermit {
