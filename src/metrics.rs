@@ -28,11 +28,18 @@ pub const ENTRIES_FAILED: &str = "kinesis_entries_failed_total";
 pub const THROTTLES: &str = "kinesis_throttles_total";
 pub const RECORDS_FAILED: &str = "kinesis_records_failed_total";
 pub const RECORDS_RETRIED: &str = "kinesis_records_retried_total";
+pub const COALESCE_BATCH_RECORDS: &str = "coalesce_batch_records";
+pub const COALESCE_BATCH_REQUESTS: &str = "coalesce_batch_requests";
+pub const COALESCE_BUFFERED_BYTES: &str = "coalesce_buffered_bytes";
+pub const COALESCE_OVERLOADED: &str = "coalesce_overloaded_total";
 
 /// Latency buckets in seconds, from a fast PutRecord to the retry deadline.
 const BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+
+/// Size buckets for coalesced batches (records or requests per PutRecords call).
+const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 350.0, 500.0];
 
 /// The process-wide recorder (installed once; every `Application` in a process shares it).
 pub fn handle() -> PrometheusHandle {
@@ -41,6 +48,11 @@ pub fn handle() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &BUCKETS)
+                .expect("static buckets are valid")
+                .set_buckets_for_metric(
+                    Matcher::Prefix("coalesce_batch_".to_owned()),
+                    &BATCH_BUCKETS,
+                )
                 .expect("static buckets are valid")
                 .build_recorder();
             let handle = recorder.handle();

@@ -209,6 +209,7 @@ struct Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.counter.fetch_sub(self.bytes, Ordering::AcqRel);
+        metrics::gauge!(crate::metrics::COALESCE_BUFFERED_BYTES).decrement(self.bytes as f64);
     }
 }
 
@@ -276,11 +277,13 @@ impl Coalescer {
         // An empty buffer takes any request, so a request over the cap still gets through alone.
         if before > 0 && before + bytes > self.max_buffered {
             self.buffered.fetch_sub(bytes, Ordering::AcqRel);
+            metrics::counter!(crate::metrics::COALESCE_OVERLOADED).increment(1);
             return Err(CoalesceError::Overloaded {
                 buffered: before,
                 limit: self.max_buffered,
             });
         }
+        metrics::gauge!(crate::metrics::COALESCE_BUFFERED_BYTES).increment(bytes as f64);
         Ok(Reservation {
             counter: self.buffered.clone(),
             bytes,
@@ -480,6 +483,8 @@ async fn send_batch(ctx: LaneCtx, batch: Batch, _permit: OwnedSemaphorePermit) {
         counts.push(p.records.len());
         records.append(&mut p.records);
     }
+    metrics::histogram!(crate::metrics::COALESCE_BATCH_RECORDS).record(records.len() as f64);
+    metrics::histogram!(crate::metrics::COALESCE_BATCH_REQUESTS).record(requests.len() as f64);
     let chunk = delivery::send_chunk(
         ctx.publisher.as_ref(),
         &ctx.stream,

@@ -396,3 +396,40 @@ async fn retries_throttles_and_final_failures_are_counted() {
         Some(2.0)
     );
 }
+
+#[tokio::test]
+async fn coalescing_reports_batch_sizes_and_buffered_bytes() {
+    let fake = FakeKinesis::start().await;
+    let mut settings = test_settings(&fake.endpoint());
+    settings.coalesce.enabled = true;
+    let address = spawn(settings).await;
+    let http = reqwest::Client::new();
+
+    let statuses: Vec<u16> = futures_util::stream::iter(0..10)
+        .map(|i| {
+            let request = http
+                .post(records_url(&address, "s", ""))
+                .header("content-type", "text/plain")
+                .body(format!("c{i}"));
+            async move { request.send().await.unwrap().status().as_u16() }
+        })
+        .buffer_unordered(10)
+        .collect()
+        .await;
+    let text = http
+        .get(format!("{address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(
+        sample(&text, "coalesce_batch_records_count", &[]).unwrap() >= 1.0,
+        "{text}"
+    );
+    assert!(sample(&text, "coalesce_batch_requests_sum", &[]).unwrap() >= 10.0);
+    assert!(text.contains("coalesce_buffered_bytes"));
+}
