@@ -110,24 +110,26 @@ impl AccessPolicy {
 
     /// Authenticates the request's key (if auth is on).
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, AccessError> {
-        let presented = presented_key(headers);
         if !self.required {
             return Ok(Caller { key_id: None });
         }
-        let presented = presented.ok_or(AccessError::Unauthenticated)?;
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        // Compare with every key, without stopping at a match.
-        let mut found: Option<&ApiKey> = None;
+        let key = self.find_key(headers).ok_or(AccessError::Unauthenticated)?;
+        Ok(Caller {
+            key_id: Some(key.id.clone()),
+        })
+    }
+
+    /// The configured key the request presents, if any: hashed once, then compared with every
+    /// key in constant time, without stopping at a match.
+    fn find_key(&self, headers: &HeaderMap) -> Option<&ApiKey> {
+        let digest: [u8; 32] = Sha256::digest(presented_key(headers)?.as_bytes()).into();
+        let mut found = None;
         for key in &self.keys {
             if bool::from(key.digest.ct_eq(&digest)) {
                 found = Some(key);
             }
         }
         found
-            .map(|k| Caller {
-                key_id: Some(k.id.clone()),
-            })
-            .ok_or(AccessError::Unauthenticated)
     }
 
     /// May `caller` write `stream`? The allowlist first (404), then the key's scope (403).
@@ -149,17 +151,9 @@ impl AccessPolicy {
 
     /// For `/metrics` when it is protected: any valid key will do.
     pub fn require_any_key(&self, headers: &HeaderMap) -> Result<(), AccessError> {
-        let presented = presented_key(headers).ok_or(AccessError::Unauthenticated)?;
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let mut ok = false;
-        for key in &self.keys {
-            ok |= bool::from(key.digest.ct_eq(&digest));
-        }
-        if ok {
-            Ok(())
-        } else {
-            Err(AccessError::Unauthenticated)
-        }
+        self.find_key(headers)
+            .map(|_| ())
+            .ok_or(AccessError::Unauthenticated)
     }
 }
 

@@ -64,12 +64,6 @@ impl Readiness {
         Self { rx }
     }
 
-    /// A fixed answer (tests of handlers that do not care about readiness).
-    pub fn fixed(value: Result<(), String>) -> Self {
-        let (_tx, rx) = watch::channel(value);
-        Self { rx }
-    }
-
     pub fn current(&self) -> Result<(), String> {
         self.rx.borrow().clone()
     }

@@ -66,10 +66,6 @@ impl IngestService {
         }
     }
 
-    pub fn publisher(&self) -> &Arc<dyn KinesisPublisher> {
-        &self.publisher
-    }
-
     /// Writes `payload` to `stream`. `partition_key` is the caller's key, if any: one key for every
     /// record; without it each call (single mode) or each record (batch mode) gets a UUID v4.
     /// `split` (the request's choice, else the stream's configuration) lets a batch over the call
