@@ -7,8 +7,8 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::{ProvideCredentials, error::CredentialsError, future};
 
 use crate::helpers::{
-    assert_problem, closed_endpoint, raise_record_limit, records_url, spawn, spawn_app,
-    spawn_app_with, test_settings,
+    assert_detail_contains, assert_problem, closed_endpoint, raise_record_limit, records_url,
+    spawn, spawn_app, spawn_app_with, test_settings,
 };
 
 #[tokio::test]
@@ -128,13 +128,7 @@ async fn curls_default_content_type_is_told_to_send_json() {
         .await;
 
     let body = assert_problem(response, 415, "unsupported_media_type").await;
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("application/json"),
-        "{body}"
-    );
+    assert_detail_contains(&body, "application/json");
 }
 
 #[tokio::test]
@@ -182,13 +176,7 @@ async fn what_kinesis_itself_refuses_is_422_kinesis_rejected() {
         .await;
 
     let body = assert_problem(response, 422, "kinesis_rejected").await;
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("InvalidArgumentException"),
-        "{body}"
-    );
+    assert_detail_contains(&body, "InvalidArgumentException");
     assert!(app.landed().await.is_empty());
 }
 

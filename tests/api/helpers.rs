@@ -426,3 +426,12 @@ pub(crate) fn raise_record_limit(settings: &mut Settings, bytes: usize) {
             max_request_size_bytes: None,
         });
 }
+
+/// Asserts that a problem body's `detail` mentions `needle`.
+pub(crate) fn assert_detail_contains(body: &serde_json::Value, needle: &str) {
+    let detail = body["detail"].as_str().expect("detail is a string");
+    assert!(
+        detail.contains(needle),
+        "detail should mention {needle:?}: {body}"
+    );
+}

@@ -130,6 +130,14 @@ fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         })
 }
 
+/// The counters `names` for one stream, in order (`None` where a series is absent).
+fn stream_counters(metrics: &str, stream: &str, names: &[&str]) -> Vec<Option<f64>> {
+    names
+        .iter()
+        .map(|name| sample(metrics, name, &[("stream", stream)]))
+        .collect()
+}
+
 #[tokio::test]
 async fn metrics_move_after_real_writes() {
     let app = spawn_app_with(|_| {}).await;
@@ -165,15 +173,14 @@ async fn metrics_move_after_real_writes() {
             .starts_with("text/plain")
     );
     let text = metrics.text().await.unwrap();
-    let by_stream = [("stream", stream.as_str())];
+    let written = [
+        "kinesis_records_written_total",
+        "kinesis_bytes_written_total",
+    ];
+    // 3 records; 2+2, 3+2, 3+2 bytes (data + key)
     assert_eq!(
-        sample(&text, "kinesis_records_written_total", &by_stream),
-        Some(3.0)
-    );
-    // 2+2, 3+2, 3+2 bytes (data + key)
-    assert_eq!(
-        sample(&text, "kinesis_bytes_written_total", &by_stream),
-        Some(14.0)
+        stream_counters(&text, &stream, &written),
+        [Some(3.0), Some(14.0)]
     );
     assert!(
         sample(
@@ -377,23 +384,16 @@ async fn retries_throttles_and_final_failures_are_counted() {
         .unwrap();
 
     assert_eq!(response.status(), 207);
-    let by_stream = [("stream", stream.as_str())];
-    // Attempt 2 resends flaky + doomed, attempt 3 resends both again.
+    let names = [
+        "kinesis_records_retried_total",
+        "kinesis_throttles_total",
+        "kinesis_records_failed_total",
+        "kinesis_records_written_total",
+    ];
+    // Retried: attempt 2 resends flaky + doomed, attempt 3 both again. Throttled: 2 + 2 + 1.
     assert_eq!(
-        sample(&text, "kinesis_records_retried_total", &by_stream),
-        Some(4.0)
-    );
-    assert_eq!(
-        sample(&text, "kinesis_throttles_total", &by_stream),
-        Some(5.0)
-    );
-    assert_eq!(
-        sample(&text, "kinesis_records_failed_total", &by_stream),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&text, "kinesis_records_written_total", &by_stream),
-        Some(2.0)
+        stream_counters(&text, &stream, &names),
+        [Some(4.0), Some(5.0), Some(1.0), Some(2.0)]
     );
 }
 
