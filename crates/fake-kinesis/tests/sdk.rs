@@ -8,8 +8,10 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::error::ProvideErrorMetadata;
+use aws_sdk_kinesis::config::http::HttpResponse;
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::operation::RequestId;
+use aws_sdk_kinesis::operation::put_record::{PutRecordError, PutRecordOutput};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use fake_kinesis::{CallError, FakeKinesis, Options, Outcome, Plan};
@@ -28,6 +30,19 @@ async fn client(fake: &FakeKinesis, retry: RetryConfig) -> Client {
         .load()
         .await;
     Client::new(&conf)
+}
+
+/// PutRecord of `data` under key "k" to stream "s".
+async fn put_one(
+    c: &Client,
+    data: &[u8],
+) -> Result<PutRecordOutput, SdkError<PutRecordError, HttpResponse>> {
+    c.put_record()
+        .stream_name("s")
+        .partition_key("k")
+        .data(Blob::new(data))
+        .send()
+        .await
 }
 
 fn entry(data: &[u8], key: &str) -> PutRecordsRequestEntry {
@@ -165,12 +180,7 @@ async fn fail_first_attempts_counts_per_data() {
     assert_eq!(got.iter().filter(|r| r.data == b"plain").count(), 3);
     // A record failing in PutRecord fails the call, with the entry's code.
     fake.reset();
-    let err = c
-        .put_record()
-        .stream_name("s")
-        .partition_key("k")
-        .data(Blob::new(&b"fail-twice"[..]))
-        .send()
+    let err = put_one(&c, b"fail-twice")
         .await
         .expect_err("first attempt fails");
     assert_eq!(err.code(), Some("ProvisionedThroughputExceededException"));
@@ -200,14 +210,7 @@ async fn whole_call_throttling_is_an_sdk_error_with_its_code() {
         (CallError::resource_not_found(), "ResourceNotFoundException"),
     ] {
         fake.set_plan(Plan::fail_all_calls(error));
-        let err = c
-            .put_record()
-            .stream_name("s")
-            .partition_key("k")
-            .data(Blob::new(&b"x"[..]))
-            .send()
-            .await
-            .expect_err("fails");
+        let err = put_one(&c, b"x").await.expect_err("fails");
         assert_eq!(err.code(), Some(code));
     }
 }
@@ -220,13 +223,7 @@ async fn sdk_retries_a_throttled_first_call() {
         .with_max_attempts(3)
         .with_initial_backoff(Duration::from_millis(1));
     let c = client(&fake, retry).await;
-    c.put_record()
-        .stream_name("s")
-        .partition_key("k")
-        .data(Blob::new(&b"x"[..]))
-        .send()
-        .await
-        .expect("second attempt succeeds");
+    put_one(&c, b"x").await.expect("second attempt succeeds");
     assert_eq!(fake.calls(), 2);
     assert_eq!(fake.received().len(), 1);
 }
@@ -236,12 +233,7 @@ async fn delayed_answer_times_the_client_out() {
     let fake = FakeKinesis::start().await;
     fake.set_plan(Plan::delay_first_calls(1, Duration::from_secs(2)));
     let c = client(&fake, RetryConfig::disabled()).await;
-    let err = c
-        .put_record()
-        .stream_name("s")
-        .partition_key("k")
-        .data(Blob::new(&b"x"[..]))
-        .send()
+    let err = put_one(&c, b"x")
         .await
         .expect_err("attempt timeout is 500 ms");
     assert!(
@@ -249,13 +241,7 @@ async fn delayed_answer_times_the_client_out() {
         "{err:?}"
     );
     // The next call is answered at once.
-    c.put_record()
-        .stream_name("s")
-        .partition_key("k")
-        .data(Blob::new(&b"y"[..]))
-        .send()
-        .await
-        .expect("answered");
+    put_one(&c, b"y").await.expect("answered");
 }
 
 #[tokio::test]
