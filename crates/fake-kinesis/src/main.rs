@@ -11,6 +11,9 @@ use std::process::ExitCode;
 
 use fake_kinesis::{FakeKinesis, Options};
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const USAGE: &str = "usage: fake-kinesis [--host ADDR] [--port N] [--count-only]
   --host ADDR    address to bind (default 127.0.0.1)
   --port N       port to bind; 0 picks a free one (default 4569)
