@@ -123,6 +123,12 @@ fn skip_string(bytes: &[u8], mut i: usize) -> Result<usize, ValidationError> {
     let lone =
         || ValidationError::InvalidBody("JSON string has a lone UTF-16 surrogate escape".into());
     while i < bytes.len() {
+        // Jump to the next quote or backslash: string bodies are most of a record's bytes, and
+        // memchr scans them a vector at a time (this check was 4% of scenario b's profile).
+        match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+            Some(at) => i += at,
+            None => return Ok(bytes.len()),
+        }
         match bytes[i] {
             b'"' => return Ok(i + 1),
             b'\\' if bytes.get(i + 1) == Some(&b'u') => match hex4(bytes, i + 2) {
