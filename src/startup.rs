@@ -13,7 +13,7 @@ use crate::config::Settings;
 use crate::kinesis::{KinesisPublisher, SdkPublisher, build_sdk_client, load_sdk_config};
 use crate::metrics::MeteredPublisher;
 use crate::service::IngestService;
-use crate::state::{AppState, Readiness};
+use crate::state::{AppState, AppStateInner, Readiness};
 
 #[derive(Debug)]
 pub struct Application {
@@ -55,7 +55,7 @@ impl Application {
         // Every Kinesis call is measured (a no-op when no recorder is installed).
         let publisher: Arc<dyn KinesisPublisher> = Arc::new(MeteredPublisher::new(publisher));
         let readiness = Readiness::spawn(publisher.clone(), settings.kinesis.readiness_interval());
-        let state = AppState {
+        let state = AppState::new(AppStateInner {
             ingest: Arc::new(IngestService::new(publisher, settings.clone())),
             settings: settings.clone(),
             readiness,
@@ -64,7 +64,7 @@ impl Application {
             in_flight: Arc::new(tokio::sync::Semaphore::new(
                 settings.server.max_concurrent_requests,
             )),
-        };
+        });
         let worst_case = settings.delivery.deadline_ms + settings.kinesis.operation_timeout_ms;
         if worst_case > settings.server.shutdown_drain_timeout_ms {
             tracing::warn!(
