@@ -365,6 +365,8 @@ fn offer(batch: &mut Batch, p: Pending, c: &LaneConfig) -> Option<Pending> {
     }
 }
 
+const YIELDS: usize = 2;
+
 /// One stream's lane: gather, wait for a call slot (still gathering), send, repeat.
 async fn run_lane(
     ctx: LaneCtx,
@@ -396,9 +398,18 @@ async fn run_lane(
 
         // Gather until the batch is full or the linger has passed since its first record.
         let deadline = tokio::time::Instant::now() + c.linger;
+        let mut yields = 0;
         while carry.is_none() && !batch.full(&c) {
             let next = if c.linger.is_zero() {
-                rx.try_recv().ok()
+                match rx.try_recv() {
+                    Ok(p) => Some(p),
+                    Err(_) if yields < YIELDS => {
+                        yields += 1;
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    Err(_) => None,
+                }
             } else {
                 tokio::select! {
                     biased;
