@@ -40,6 +40,10 @@ def load(out: Path):
                 "errors": non2xx + transport,
                 "acked": ok * r["records_per_request"],
                 "arrived": r["arrived"],
+                # Cores busy during the run: CPU seconds / wall seconds (absent in old results).
+                "cpu_t": r.get("cpu_target_s", 0) / secs,
+                "cpu_f": r.get("cpu_fake_s", 0) / secs,
+                "cpu_o": r.get("cpu_oha_s", 0) / secs,
             }
         )
     return runs
@@ -56,13 +60,14 @@ def main() -> None:
     reps = max(len(v) for v in runs.values())
     print(
         f"{machine['nproc']} cores ({machine['cpu']}), shared by load generator (oha), target and "
-        f"fake-kinesis; {machine['seconds']} s per run, median of {reps} run(s).\n"
+        f"fake-kinesis; {machine['seconds']} s per run, median of {reps} run(s). The last column is "
+        f"the CPU each process used during the run, in cores (CPU seconds / wall seconds).\n"
     )
     print(
         "| target | scenario | req/s | records/s | p50 ms | p99 ms | errors | acked / arrived "
-        "| service/ceiling | service/Python |"
+        "| service/ceiling | service/Python | cores: target / fake / oha |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|")
     verdicts = []
     for s, label in SCENARIOS.items():
         metric = TARGETS[s][0]
@@ -90,10 +95,12 @@ def main() -> None:
                     r = med(rs, metric) / med(p, metric)
                     ratio_p = f"{r:.1f}x"
                     verdicts.append((t, s, f"{metric} vs Python", r, MIN_VS_PYTHON, errors, acked))
+            fake = "-" if t == "ceiling" else f"{med(rs, 'cpu_f'):.2f}"
+            cores = f"{med(rs, 'cpu_t'):.2f} / {fake} / {med(rs, 'cpu_o'):.2f}"
             print(
                 f"| {t} | {label} | {med(rs, 'req_s'):,.0f} | {med(rs, 'rec_s'):,.0f} "
                 f"| {med(rs, 'p50'):.2f} | {med(rs, 'p99'):.2f} | {errors} | {acked} "
-                f"| {ratio_c} | {ratio_p} |"
+                f"| {ratio_c} | {ratio_p} | {cores} |"
             )
     print()
     print("Targets (service, and service with coalescing; ratios of medians):\n")

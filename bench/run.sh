@@ -136,11 +136,13 @@ scenario_conf() {
 fake_port=$(free_port)
 "$rel/fake-kinesis" --port "$fake_port" --count-only >"$out/fake.log" 2>&1 &
 pids+=($!)
+fake_pid=$!
 fake="http://127.0.0.1:$fake_port"
 wait_http "$fake/_stats" 20 || die "fake-kinesis did not start (see $out/fake.log)"
 
 declare -A url
 declare -A svc_pid
+declare -A tpid
 peer_pid=""
 for t in $targets; do
   port=$(free_port)
@@ -148,6 +150,7 @@ for t in $targets; do
     ceiling)
       "$rel/examples/ceiling" --port "$port" >"$out/ceiling.log" 2>&1 &
       pids+=($!)
+      tpid[$t]=$!
       ;;
     service | coalesce)
       # `coalesce`: the same binary with coalescing on for every stream (config `coalesce`).
@@ -159,6 +162,7 @@ for t in $targets; do
         AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
         "$rel/kinesis-writer" >"$out/$t.log" 2>&1 &
       svc_pid[$t]=$!
+      tpid[$t]=$!
       pids+=("${svc_pid[$t]}")
       wait_http "http://127.0.0.1:$port/health/ready" 60 ||
         die "$t not ready in 60 s (see $out/$t.log)"
@@ -169,6 +173,7 @@ for t in $targets; do
         "$bench/.venv/bin/uvicorn" python_peer:app --app-dir "$bench" --host 127.0.0.1 \
         --port "$port" --workers 2 --log-level warning --no-access-log >"$out/python.log" 2>&1 &
       peer_pid=$!
+      tpid[$t]=$!
       pids+=("$peer_pid")
       ;;
     *) die "unknown target $t" ;;
@@ -195,6 +200,26 @@ stable_arrived() {
   echo "$cur"
 }
 
+# CPU time, in clock ticks, used so far by the given processes (and by a Python peer's workers).
+cpu_ticks() {
+  local total=0 p t
+  for p in "$@"; do
+    for t in $p $(pgrep -P "$p" 2>/dev/null || true); do
+      total=$((total + $(awk '{print $14 + $15}' "/proc/$t/stat" 2>/dev/null || echo 0)))
+    done
+  done
+  echo "$total"
+}
+
+# CPU seconds between two saved outputs of `times` (its 2nd line: this shell's waited-for
+# children). Only oha runs between them, and `times` must run in the main shell (a subshell's
+# children are its own), hence the files.
+children_cpu() {
+  awk 'FNR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/)
+                  v[++n] = u[1] * 60 + u[2] + s[1] * 60 + s[2] }
+       END { printf "%.3f", v[2] - v[1] }' "$1" "$2"
+}
+
 # load TARGET SCENARIO DURATION OUTFILE
 load() {
   local t=$1 s=$2 d=$3 file=$4 conc rpr ctype body query
@@ -217,12 +242,21 @@ for rep in $(seq 1 "$repeat"); do
       if [ "$t" != ceiling ]; then curl -sf -X POST "$fake/_reset" >/dev/null; fi
       log "run $rep/$repeat: $t, scenario $s, ${secs}s"
       f="$out/runs/$t-$s-$rep.json"
+      # CPU used during the run by the target, the fake and oha: where the machine's 2 cores went.
+      t0=$(cpu_ticks "${tpid[$t]}"); f0=$(cpu_ticks "$fake_pid")
+      times >"$out/.times0"
       load "$t" "$s" "$secs" "$f"
+      times >"$out/.times1"
+      t1=$(cpu_ticks "${tpid[$t]}"); f1=$(cpu_ticks "$fake_pid")
+      hz=$(getconf CLK_TCK)
+      cpu_t=$(awk -v a="$t0" -v b="$t1" -v hz="$hz" 'BEGIN { printf "%.3f", (b - a) / hz }')
+      cpu_f=$(awk -v a="$f0" -v b="$f1" -v hz="$hz" 'BEGIN { printf "%.3f", (b - a) / hz }')
+      cpu_o=$(children_cpu "$out/.times0" "$out/.times1")
       arrived=null
       [ "$t" != ceiling ] && arrived=$(stable_arrived)
       read -r conc rpr _ <<<"$(scenario_conf "$s")"
-      printf '{"target":"%s","scenario":"%s","rep":%s,"concurrency":%s,"records_per_request":%s,"arrived":%s,"oha":"%s"}\n' \
-        "$t" "$s" "$rep" "$conc" "$rpr" "$arrived" "$f" >>"$out/results.jsonl"
+      printf '{"target":"%s","scenario":"%s","rep":%s,"concurrency":%s,"records_per_request":%s,"arrived":%s,"oha":"%s","cpu_target_s":%s,"cpu_fake_s":%s,"cpu_oha_s":%s}\n' \
+        "$t" "$s" "$rep" "$conc" "$rpr" "$arrived" "$f" "$cpu_t" "$cpu_f" "$cpu_o" >>"$out/results.jsonl"
     done
   done
 done
