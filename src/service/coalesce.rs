@@ -187,6 +187,9 @@ pub(crate) struct Coalescer {
     buffered: Arc<AtomicUsize>,
     max_buffered: usize,
     idle_timeout: Duration,
+    /// `coalesce_buffered_bytes`, looked up once (a labelled lookup per request showed in the
+    /// profile).
+    buffered_gauge: metrics::Gauge,
 }
 
 /// One request's records, waiting in a lane.
@@ -204,12 +207,13 @@ struct Pending {
 struct Reservation {
     counter: Arc<AtomicUsize>,
     bytes: usize,
+    gauge: metrics::Gauge,
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.counter.fetch_sub(self.bytes, Ordering::AcqRel);
-        metrics::gauge!(crate::metrics::COALESCE_BUFFERED_BYTES).decrement(self.bytes as f64);
+        self.gauge.decrement(self.bytes as f64);
     }
 }
 
@@ -230,6 +234,7 @@ impl Coalescer {
             buffered: Arc::default(),
             max_buffered: settings.coalesce.max_buffered_bytes,
             idle_timeout: Duration::from_millis(settings.coalesce.idle_timeout_ms),
+            buffered_gauge: metrics::gauge!(crate::metrics::COALESCE_BUFFERED_BYTES),
         }
     }
 
@@ -283,10 +288,11 @@ impl Coalescer {
                 limit: self.max_buffered,
             });
         }
-        metrics::gauge!(crate::metrics::COALESCE_BUFFERED_BYTES).increment(bytes as f64);
+        self.buffered_gauge.increment(bytes as f64);
         Ok(Reservation {
             counter: self.buffered.clone(),
             bytes,
+            gauge: self.buffered_gauge.clone(),
         })
     }
 
