@@ -15,8 +15,9 @@ SCENARIOS = {
 }
 # The issue's targets, as ratios of the ceiling: (metric, minimum).
 TARGETS = {"a": ("req_s", 0.35), "b": ("rec_s", 0.25), "c": ("req_s", 0.30)}
-# With coalescing on (target `coalesce`), the issue asks more of scenario a only.
-COALESCE_TARGETS = {"a": 0.6}
+# With coalescing on (target `coalesce`), the issue asks more of scenario a; b and c keep the
+# service's targets (the issue does not say which mode they are for, so both are judged).
+COALESCE_TARGETS = {"a": 0.6, "b": 0.25, "c": 0.30}
 MIN_VS_PYTHON = 30.0
 
 
