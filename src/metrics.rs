@@ -122,16 +122,18 @@ fn http_handles(status: u16, method: &'static str, route: Arc<str>) -> HttpHandl
     {
         return h.clone();
     }
-    let (status, method, route) = key;
+    let route = key.2.to_string();
     let handles = (
-        counter!(HTTP_REQUESTS, "method" => method, "route" => route.to_string(), "status" => status.to_string()),
-        histogram!(HTTP_DURATION, "method" => method, "route" => route.to_string()),
+        counter!(HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status.to_string()),
+        histogram!(HTTP_DURATION, "method" => method, "route" => route),
     );
+    // Two requests may register the same set at once; the recorder hands both the same metric.
     cache
         .write()
         .unwrap_or_else(PoisonError::into_inner)
-        .insert((status, method, route), handles.clone());
-    handles
+        .entry(key)
+        .or_insert(handles)
+        .clone()
 }
 
 /// A `KinesisPublisher` that measures every call of the one it wraps.
