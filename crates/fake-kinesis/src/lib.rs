@@ -219,6 +219,7 @@ impl Shared {
         // 56 digits like real Kinesis sequence numbers, increasing both as numbers and as strings.
         // Built by hand: `format!("{n:052}")` pads one char at a time, and the benchmark makes
         // hundreds of thousands of these a second.
+        const ZEROS: &str = "0000000000000000000000000000000000000000000000000000";
         let n = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let digits = n.to_string();
         let mut seq = String::with_capacity(56);
@@ -397,8 +398,6 @@ struct PutRecordsIn<'a> {
     #[serde(rename = "Records", borrow)]
     records: Vec<EntryIn<'a>>,
 }
-
-const ZEROS: &str = "0000000000000000000000000000000000000000000000000000";
 
 /// A PutRecord answer, serialised straight from the struct (no `serde_json::Value` tree).
 #[derive(Serialize)]
