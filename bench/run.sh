@@ -141,15 +141,12 @@ fake="http://127.0.0.1:$fake_port"
 wait_http "$fake/_stats" 20 || die "fake-kinesis did not start (see $out/fake.log)"
 
 declare -A url
-declare -A svc_pid
-declare -A tpid
-peer_pid=""
+declare -A tpid # target -> the pid of its (top) process
 for t in $targets; do
   port=$(free_port)
   case $t in
     ceiling)
       "$rel/examples/ceiling" --port "$port" >"$out/ceiling.log" 2>&1 &
-      pids+=($!)
       tpid[$t]=$!
       ;;
     service | coalesce)
@@ -161,28 +158,26 @@ for t in $targets; do
         AWS_ENDPOINT_URL_KINESIS="$fake" APP_KINESIS__ENDPOINT_URL="$fake" AWS_REGION=us-east-1 \
         AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
         "$rel/kinesis-writer" >"$out/$t.log" 2>&1 &
-      svc_pid[$t]=$!
       tpid[$t]=$!
-      pids+=("${svc_pid[$t]}")
-      wait_http "http://127.0.0.1:$port/health/ready" 60 ||
-        die "$t not ready in 60 s (see $out/$t.log)"
       ;;
     python)
       env AWS_ENDPOINT_URL_KINESIS="$fake" AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 \
         AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
         "$bench/.venv/bin/uvicorn" python_peer:app --app-dir "$bench" --host 127.0.0.1 \
         --port "$port" --workers 2 --log-level warning --no-access-log >"$out/python.log" 2>&1 &
-      peer_pid=$!
       tpid[$t]=$!
-      pids+=("$peer_pid")
       ;;
     *) die "unknown target $t" ;;
   esac
+  # Registered for cleanup at once, so a start-up that fails below stops it too.
+  pids+=("${tpid[$t]}")
   url[$t]="http://127.0.0.1:$port"
 done
 for t in $targets; do
   case $t in
     ceiling) wait_http "${url[$t]}/streams/x/records" 30 POST || die "ceiling did not start" ;;
+    service | coalesce)
+      wait_http "${url[$t]}/health/ready" 60 || die "$t not ready in 60 s (see $out/$t.log)" ;;
     python) wait_http "${url[$t]}/health" 60 || die "python peer did not start (see $out/python.log)" ;;
   esac
 done
@@ -200,16 +195,18 @@ stable_arrived() {
   echo "$cur"
 }
 
-# CPU time, in clock ticks, used so far by the given processes (and by a Python peer's workers).
-cpu_ticks() {
-  local total=0 p t
-  for p in "$@"; do
-    for t in $p $(pgrep -P "$p" 2>/dev/null || true); do
-      total=$((total + $(awk '{print $14 + $15}' "/proc/$t/stat" 2>/dev/null || echo 0)))
-    done
+# PID and its children (the Python peer's uvicorn workers; nobody else has any).
+with_children() { echo "$1" $(pgrep -P "$1" || true); }
+
+# CPU seconds used so far by process PID and its children.
+cpu_seconds() {
+  local ticks=0 p
+  for p in $(with_children "$1"); do
+    ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
   done
-  echo "$total"
+  awk -v t="$ticks" -v hz="$clk_tck" 'BEGIN { printf "%.3f", t / hz }'
 }
+clk_tck=$(getconf CLK_TCK)
 
 # CPU seconds between two saved outputs of `times` (its 2nd line: this shell's waited-for
 # children). Only oha runs between them, and `times` must run in the main shell (a subshell's
@@ -243,14 +240,12 @@ for rep in $(seq 1 "$repeat"); do
       log "run $rep/$repeat: $t, scenario $s, ${secs}s"
       f="$out/runs/$t-$s-$rep.json"
       # CPU used during the run by the target, the fake and oha: where the machine's 2 cores went.
-      t0=$(cpu_ticks "${tpid[$t]}"); f0=$(cpu_ticks "$fake_pid")
+      t0=$(cpu_seconds "${tpid[$t]}"); f0=$(cpu_seconds "$fake_pid")
       times >"$out/.times0"
       load "$t" "$s" "$secs" "$f"
       times >"$out/.times1"
-      t1=$(cpu_ticks "${tpid[$t]}"); f1=$(cpu_ticks "$fake_pid")
-      hz=$(getconf CLK_TCK)
-      cpu_t=$(awk -v a="$t0" -v b="$t1" -v hz="$hz" 'BEGIN { printf "%.3f", (b - a) / hz }')
-      cpu_f=$(awk -v a="$f0" -v b="$f1" -v hz="$hz" 'BEGIN { printf "%.3f", (b - a) / hz }')
+      cpu_t=$(awk -v a="$t0" -v b="$(cpu_seconds "${tpid[$t]}")" 'BEGIN { printf "%.3f", b - a }')
+      cpu_f=$(awk -v a="$f0" -v b="$(cpu_seconds "$fake_pid")" 'BEGIN { printf "%.3f", b - a }')
       cpu_o=$(children_cpu "$out/.times0" "$out/.times1")
       arrived=null
       [ "$t" != ceiling ] && arrived=$(stable_arrived)
@@ -268,13 +263,14 @@ vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo
   echo "\"nproc\": $(nproc),"
   echo "\"cpu\": \"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)\","
   echo "\"mem_total_kb\": $(awk '/MemTotal/ {print $2}' /proc/meminfo),"
-  for t in "${!svc_pid[@]}"; do
-    p=${svc_pid[$t]}
+  for t in service coalesce; do
+    [ -n "${tpid[$t]:-}" ] || continue
+    p=${tpid[$t]}
     echo "\"${t}_vmhwm_kb\": $(vm "$p" VmHWM), \"${t}_vmrss_kb\": $(vm "$p" VmRSS),"
   done
-  if [ -n "$peer_pid" ]; then
+  if [ -n "${tpid[python]:-}" ]; then
     peer_rss=0
-    for p in $peer_pid $(pgrep -P "$peer_pid" || true); do peer_rss=$((peer_rss + $(vm "$p" VmHWM))); done
+    for p in $(with_children "${tpid[python]}"); do peer_rss=$((peer_rss + $(vm "$p" VmHWM))); done
     echo "\"python_vmhwm_kb_total\": $peer_rss,"
   fi
   echo "\"seconds\": $secs, \"repeat\": $repeat"
