@@ -12,7 +12,7 @@ use kinesis_writer::service::coalesce::StreamCoalesce;
 use serde_json::Value;
 
 use crate::helpers::{
-    assert_problem, is_uuid_v4, records_url, spawn, spawn_app_with, test_settings,
+    assert_problem, is_uuid_v4, records_url, seq_of, service_with_fake, spawn_app_with,
 };
 
 const PTEE: &str = "ProvisionedThroughputExceededException";
@@ -20,14 +20,12 @@ const PTEE: &str = "ProvisionedThroughputExceededException";
 /// The service pointed at a fresh fake, coalescing every stream with a linger long enough that
 /// concurrent test requests meet in one batch.
 async fn coalescing_service(tweak: impl FnOnce(&mut Settings)) -> (String, FakeKinesis) {
-    let fake = FakeKinesis::start().await;
-    let mut settings = test_settings(&fake.endpoint());
-    settings.delivery.base_backoff_ms = 5;
-    settings.delivery.max_backoff_ms = 20;
-    settings.coalesce.enabled = true;
-    settings.coalesce.linger_ms = 100;
-    tweak(&mut settings);
-    (spawn(settings).await, fake)
+    service_with_fake(|settings| {
+        settings.coalesce.enabled = true;
+        settings.coalesce.linger_ms = 100;
+        tweak(settings);
+    })
+    .await
 }
 
 async fn post(address: &str, query: &str, body: String) -> reqwest::Response {
@@ -38,22 +36,6 @@ async fn post(address: &str, query: &str, body: String) -> reqwest::Response {
         .send()
         .await
         .unwrap()
-}
-
-/// The sequence number the fake gave the record with exactly `data`, which must have landed once.
-fn seq_of(fake: &FakeKinesis, data: &[u8]) -> String {
-    let landed: Vec<_> = fake
-        .received()
-        .into_iter()
-        .filter(|r| r.data == data)
-        .collect();
-    assert_eq!(
-        landed.len(),
-        1,
-        "{:?} landed exactly once",
-        String::from_utf8_lossy(data)
-    );
-    landed[0].seq.clone()
 }
 
 #[tokio::test]

@@ -7,22 +7,11 @@ use std::time::Duration;
 
 use fake_kinesis::{CallCtx, CallError, CallVerdict, EntryCtx, EntryVerdict, FakeKinesis, Plan};
 use futures_util::StreamExt;
-use kinesis_writer::config::Settings;
 use serde_json::Value;
 
-use crate::helpers::{assert_problem, records_url, spawn, test_settings};
+use crate::helpers::{assert_problem, records_url, seq_of, service_with_fake, test_settings};
 
 const PTEE: &str = "ProvisionedThroughputExceededException";
-
-/// The service pointed at a fresh fake, with fast backoff for tests.
-async fn service_with_fake(tweak: impl FnOnce(&mut Settings)) -> (String, FakeKinesis) {
-    let fake = FakeKinesis::start().await;
-    let mut settings = test_settings(&fake.endpoint());
-    settings.delivery.base_backoff_ms = 5;
-    settings.delivery.max_backoff_ms = 20;
-    tweak(&mut settings);
-    (spawn(settings).await, fake)
-}
 
 async fn post_batch(address: &str, query: &str, items: &[&str]) -> reqwest::Response {
     let body = serde_json::to_string(items).unwrap();
@@ -59,16 +48,14 @@ async fn transiently_failed_entries_are_written_exactly_once_and_successes_never
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["FailedRecordCount"], 0);
-    let received = fake.received();
-    assert_eq!(received.len(), 5, "each record written exactly once");
+    assert_eq!(fake.received().len(), 5, "each record written exactly once");
     let seen = seen_counts(&fake);
     for (i, item) in items.iter().enumerate() {
         let want = if item.starts_with("flaky") { 3 } else { 1 };
         assert_eq!(seen[item.as_bytes()], want, "{item} sent {want} time(s)");
-        let landed = received.iter().find(|r| r.data == item.as_bytes()).unwrap();
         assert_eq!(
             answer["Records"][i]["SequenceNumber"],
-            landed.seq.as_str(),
+            seq_of(&fake, item.as_bytes()),
             "entry {i} in order"
         );
     }
@@ -219,12 +206,10 @@ async fn split_sends_an_oversized_batch_as_several_calls_merged_in_order() {
     let answer: Value = split.json().await.unwrap();
     assert_eq!(answer["Records"].as_array().unwrap().len(), 8);
     assert_eq!(fake.stats().put_records_calls, 3, "3 + 3 + 2");
-    let received = fake.received();
     for (i, item) in items.iter().enumerate() {
-        let landed = received.iter().find(|r| r.data == item.as_bytes()).unwrap();
         assert_eq!(
             answer["Records"][i]["SequenceNumber"],
-            landed.seq.as_str(),
+            seq_of(&fake, item.as_bytes()),
             "entry {i}"
         );
     }

@@ -248,6 +248,35 @@ pub(crate) async fn spawn(settings: Settings) -> String {
     address
 }
 
+/// The service pointed at a fresh `fake-kinesis`, with fast retry backoff for tests; `tweak`
+/// adjusts the settings last.
+pub(crate) async fn service_with_fake(
+    tweak: impl FnOnce(&mut Settings),
+) -> (String, fake_kinesis::FakeKinesis) {
+    let fake = fake_kinesis::FakeKinesis::start().await;
+    let mut settings = test_settings(&fake.endpoint());
+    settings.delivery.base_backoff_ms = 5;
+    settings.delivery.max_backoff_ms = 20;
+    tweak(&mut settings);
+    (spawn(settings).await, fake)
+}
+
+/// The sequence number the fake gave the record with exactly `data`, which must have landed once.
+pub(crate) fn seq_of(fake: &fake_kinesis::FakeKinesis, data: &[u8]) -> String {
+    let landed: Vec<_> = fake
+        .received()
+        .into_iter()
+        .filter(|r| r.data == data)
+        .collect();
+    assert_eq!(
+        landed.len(),
+        1,
+        "{:?} landed exactly once",
+        String::from_utf8_lossy(data)
+    );
+    landed[0].seq.clone()
+}
+
 /// Creates a uniquely named one-shard stream and waits until it is ACTIVE.
 pub(crate) async fn fresh_stream(kinesis: &aws_sdk_kinesis::Client) -> String {
     let name = format!("test-{}", uuid::Uuid::new_v4().simple());
