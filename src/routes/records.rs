@@ -52,40 +52,22 @@ impl WriteParams {
     /// Unknown or repeated parameters are refused: a typo such as `record_per_entries=true` would
     /// otherwise silently write one record instead of many.
     fn parse(pairs: Vec<(String, String)>) -> Result<Self, ValidationError> {
-        let mut mode = None;
+        let mut per_entry = None;
         let mut partition_key = None;
         let mut split = None;
         for (name, value) in pairs {
             let invalid = |why: &str| {
                 ValidationError::InvalidQueryParameter(format!("query parameter {name:?}: {why}"))
             };
+            let flag = || match value.as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(invalid("must be exactly `true` or `false`")),
+            };
             match name.as_str() {
-                "record_per_entry" => {
-                    if mode.is_some() {
-                        return Err(invalid("given more than once"));
-                    }
-                    mode = Some(match value.as_str() {
-                        "true" => WriteMode::Batch,
-                        "false" => WriteMode::Single,
-                        _ => return Err(invalid("must be exactly `true` or `false`")),
-                    });
-                }
-                "split" => {
-                    if split.is_some() {
-                        return Err(invalid("given more than once"));
-                    }
-                    split = Some(match value.as_str() {
-                        "true" => true,
-                        "false" => false,
-                        _ => return Err(invalid("must be exactly `true` or `false`")),
-                    });
-                }
-                "partition_key" => {
-                    if partition_key.is_some() {
-                        return Err(invalid("given more than once"));
-                    }
-                    partition_key = Some(value);
-                }
+                "record_per_entry" => set_once(&mut per_entry, flag, invalid)?,
+                "split" => set_once(&mut split, flag, invalid)?,
+                "partition_key" => set_once(&mut partition_key, || Ok(value), invalid)?,
                 _ => {
                     return Err(invalid(
                         "unknown parameter (known: record_per_entry, partition_key, split)",
@@ -94,11 +76,28 @@ impl WriteParams {
             }
         }
         Ok(Self {
-            mode: mode.unwrap_or(WriteMode::Single),
+            mode: match per_entry {
+                Some(true) => WriteMode::Batch,
+                _ => WriteMode::Single,
+            },
             partition_key,
             split,
         })
     }
+}
+
+/// Fills `slot` with the parameter's value; a repeated parameter is refused before its value is
+/// looked at.
+fn set_once<T>(
+    slot: &mut Option<T>,
+    value: impl FnOnce() -> Result<T, ValidationError>,
+    invalid: impl Fn(&str) -> ValidationError,
+) -> Result<(), ValidationError> {
+    if slot.is_some() {
+        return Err(invalid("given more than once"));
+    }
+    *slot = Some(value()?);
+    Ok(())
 }
 
 /// The success body: exactly what Kinesis answered, as AWS spells it.
@@ -193,9 +192,9 @@ pub(crate) async fn write_records(
         WriteMode::Single => Payload::single(kind, body)?,
         WriteMode::Batch => Payload::batch(&body)?,
     };
-    span.record("records", payload_len(&payload));
-
     let records = payload_len(&payload);
+    span.record("records", records);
+
     let result = state
         .ingest
         .write(
