@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use super::coalesce::{CoalesceError, Coalescer, LaneConfig};
 use super::delivery;
-use crate::config::{RetryPolicy, Settings};
+use crate::config::Settings;
 use crate::domain::{
     EntryOutcome, Limits, PartitionKey, Payload, PutRecordOutcome, PutRecordsOutcome, Record,
     StreamName, ValidationError,
@@ -94,7 +94,8 @@ impl IngestService {
                 limits.check_record(0, &record)?;
                 if let Some(lane) = lane {
                     let outcome = self
-                        .coalesced(stream, lane, &policy, vec![record], started)
+                        .coalescer
+                        .submit(stream, lane, &policy, vec![record], started)
                         .await?;
                     return Ok(WriteOutcome::Single(single_answer(outcome)?));
                 }
@@ -121,7 +122,8 @@ impl IngestService {
                 }
                 if let Some(lane) = lane.filter(|l| fits_one_call(&records, l, &limits)) {
                     let outcome = self
-                        .coalesced(stream, lane, &policy, records, started)
+                        .coalescer
+                        .submit(stream, lane, &policy, records, started)
                         .await?;
                     return Ok(WriteOutcome::Batch(outcome));
                 }
@@ -131,22 +133,6 @@ impl IngestService {
                 Ok(WriteOutcome::Batch(outcome))
             }
         }
-    }
-}
-
-impl IngestService {
-    async fn coalesced(
-        &self,
-        stream: &StreamName,
-        lane: LaneConfig,
-        policy: &RetryPolicy,
-        records: Vec<Record>,
-        started: Instant,
-    ) -> Result<PutRecordsOutcome, IngestError> {
-        Ok(self
-            .coalescer
-            .submit(stream, lane, policy, records, started)
-            .await?)
     }
 }
 
