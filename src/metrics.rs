@@ -148,15 +148,15 @@ impl MeteredPublisher {
     }
 }
 
-fn outcome_label(result: Result<(), &PublishError>) -> &'static str {
-    match result {
-        Ok(()) => "ok",
-        Err(PublishError::NotFound { .. }) => "not_found",
-        Err(PublishError::Throttled { .. }) => "throttled",
-        Err(PublishError::Rejected { .. }) => "rejected",
-        Err(PublishError::Upstream { .. }) => "upstream_error",
-        Err(PublishError::Unavailable { .. }) => "unavailable",
-        Err(PublishError::Timeout { .. }) => "timeout",
+fn outcome_label(error: Option<&PublishError>) -> &'static str {
+    match error {
+        None => "ok",
+        Some(PublishError::NotFound { .. }) => "not_found",
+        Some(PublishError::Throttled { .. }) => "throttled",
+        Some(PublishError::Rejected { .. }) => "rejected",
+        Some(PublishError::Upstream { .. }) => "upstream_error",
+        Some(PublishError::Unavailable { .. }) => "unavailable",
+        Some(PublishError::Timeout { .. }) => "timeout",
     }
 }
 
@@ -166,13 +166,19 @@ fn record_call(
     started: Instant,
     error: Option<&PublishError>,
 ) {
-    let outcome = outcome_label(error.map_or(Ok(()), Err));
+    let outcome = outcome_label(error);
     counter!(KINESIS_CALLS, "operation" => operation, "outcome" => outcome).increment(1);
     histogram!(KINESIS_CALL_DURATION, "operation" => operation)
         .record(started.elapsed().as_secs_f64());
     if let Some(PublishError::Throttled { .. }) = error {
         counter!(THROTTLES, "stream" => stream.to_string()).increment(1);
     }
+}
+
+fn record_written(stream: &StreamName, records: u64, bytes: u64) {
+    let s = stream.to_string();
+    counter!(RECORDS_WRITTEN, "stream" => s.clone()).increment(records);
+    counter!(BYTES_WRITTEN, "stream" => s).increment(bytes);
 }
 
 #[async_trait]
@@ -186,9 +192,7 @@ impl KinesisPublisher for MeteredPublisher {
         let result = self.inner.put_record(stream, record).await;
         record_call("PutRecord", stream, started, result.as_ref().err());
         if result.is_ok() {
-            let s = stream.to_string();
-            counter!(RECORDS_WRITTEN, "stream" => s.clone()).increment(1);
-            counter!(BYTES_WRITTEN, "stream" => s).increment(record.size() as u64);
+            record_written(stream, 1, record.size() as u64);
         }
         result
     }
@@ -216,11 +220,9 @@ impl KinesisPublisher for MeteredPublisher {
                     }
                 }
             }
-            let s = stream.to_string();
-            counter!(RECORDS_WRITTEN, "stream" => s.clone()).increment(written);
-            counter!(BYTES_WRITTEN, "stream" => s.clone()).increment(bytes);
+            record_written(stream, written, bytes);
             if throttled > 0 {
-                counter!(THROTTLES, "stream" => s).increment(throttled);
+                counter!(THROTTLES, "stream" => stream.to_string()).increment(throttled);
             }
         }
         result
