@@ -368,12 +368,8 @@ pub async fn problem_middleware(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let response = next.run(request).await;
-    let response = if response.extensions().get::<Problem>().is_some() {
-        response
-    } else {
-        as_problem(response)
-    };
-    let Some(problem) = response.extensions().get::<Problem>().cloned() else {
+    let known = response.extensions().get::<Problem>().cloned();
+    let Some(mut problem) = known.or_else(|| bare_problem(response.status())) else {
         return response;
     };
     match (&problem.log_detail, problem.status) {
@@ -389,23 +385,15 @@ pub async fn problem_middleware(request: Request, next: Next) -> Response {
         }
         (None, _) => {}
     }
-    let Some(request_id) = request_id else {
-        return response;
-    };
-    let (parts, _) = response.into_parts();
-    let mut problem = problem;
-    problem.request_id = Some(request_id);
-    let mut fresh = problem.into_response();
-    *fresh.headers_mut() = parts.headers;
-    fresh
+    problem.request_id = request_id;
+    render_keeping_headers(response, problem)
 }
 
-/// A bare error answer from a layer we do not own (timeout, decompression) becomes problem+json
-/// too, so every 4xx/5xx keeps API.md's body.
-fn as_problem(response: Response) -> Response {
-    let status = response.status();
+/// The problem for a bare error answer from a layer we do not own (timeout, decompression), so
+/// every 4xx/5xx keeps API.md's body; `None` for a success.
+fn bare_problem(status: StatusCode) -> Option<Problem> {
     if !(status.is_client_error() || status.is_server_error()) {
-        return response;
+        return None;
     }
     let (code, title, detail) = match status.as_u16() {
         408 => (
@@ -436,6 +424,12 @@ fn as_problem(response: Response) -> Response {
     };
     let mut problem = Problem::new(status, code, title, detail.to_owned());
     problem.retry_after = status == StatusCode::SERVICE_UNAVAILABLE;
+    Some(problem)
+}
+
+/// `problem` rendered once as the answer, keeping the headers `response` already carried (the
+/// request id, a layer's own headers); the problem's own headers win, and the old length goes.
+fn render_keeping_headers(response: Response, problem: Problem) -> Response {
     let (mut parts, _) = response.into_parts();
     let mut fresh = problem.into_response();
     parts.headers.remove(header::CONTENT_LENGTH);
