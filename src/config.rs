@@ -341,19 +341,9 @@ impl AuthSettings {
     pub fn all_keys(&self) -> anyhow::Result<Vec<ApiKeySettings>> {
         let mut keys = self.keys.clone();
         if !self.keys_json.trim().is_empty() {
-            #[derive(Deserialize)]
-            struct Key {
-                id: String,
-                sha256: String,
-                streams: Vec<String>,
-            }
-            let extra: Vec<Key> = serde_json::from_str(&self.keys_json)
+            let extra: Vec<ApiKeySettings> = serde_json::from_str(&self.keys_json)
                 .context("auth.keys_json (APP_AUTH__KEYS_JSON) is not a JSON list of keys")?;
-            keys.extend(extra.into_iter().map(|k| ApiKeySettings {
-                id: k.id,
-                sha256: k.sha256,
-                streams: k.streams,
-            }));
+            keys.extend(extra);
         }
         Ok(keys)
     }
