@@ -130,6 +130,18 @@ impl Problem {
         self
     }
 
+    /// 503 `overloaded` with `Retry-After`: this instance sheds load. One answer for every cause
+    /// (requests in flight, coalescing's byte budget, a layer's bare 503), only the detail differs.
+    fn overloaded(detail: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Overloaded",
+            detail.to_owned(),
+        )
+        .retry_after()
+    }
+
     fn retry_after(mut self) -> Self {
         self.retry_after = true;
         self
@@ -287,20 +299,12 @@ impl ApiError {
                 "Method not allowed",
                 detail,
             ),
-            Self::Overloaded(_) => Problem::new(
-                S::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "Overloaded",
-                "The service holds as many records for Kinesis as it may; retry later".to_owned(),
-            )
-            .retry_after(),
-            Self::TooBusy => Problem::new(
-                S::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "Overloaded",
-                "The service is handling as many requests as it may; retry later".to_owned(),
-            )
-            .retry_after(),
+            Self::Overloaded(_) => Problem::overloaded(
+                "The service holds as many records for Kinesis as it may; retry later",
+            ),
+            Self::TooBusy => Problem::overloaded(
+                "The service is handling as many requests as it may; retry later",
+            ),
             Self::Access(a) => match a {
                 AccessError::Unauthenticated => {
                     Problem::new(S::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
@@ -395,6 +399,11 @@ fn bare_problem(status: StatusCode) -> Option<Problem> {
     if !(status.is_client_error() || status.is_server_error()) {
         return None;
     }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        return Some(Problem::overloaded(
+            "the service is overloaded; retry later",
+        ));
+    }
     let (code, title, detail) = match status.as_u16() {
         408 => (
             "request_timeout",
@@ -411,20 +420,13 @@ fn bare_problem(status: StatusCode) -> Option<Problem> {
             "Unsupported media type",
             "unsupported Content-Encoding: send gzip, zstd or identity",
         ),
-        503 => (
-            "overloaded",
-            "Overloaded",
-            "the service is overloaded; retry later",
-        ),
         _ => (
             "http_error",
             "HTTP error",
             "the request could not be handled",
         ),
     };
-    let mut problem = Problem::new(status, code, title, detail.to_owned());
-    problem.retry_after = status == StatusCode::SERVICE_UNAVAILABLE;
-    Some(problem)
+    Some(Problem::new(status, code, title, detail.to_owned()))
 }
 
 /// `problem` rendered once as the answer, keeping the headers `response` already carried (the
