@@ -67,11 +67,17 @@ impl SdkPublisher {
         self
     }
 
-    /// The client for `stream`, and the ARN to address it by (else its name).
-    fn target(&self, stream: &StreamName) -> (&aws_sdk_kinesis::Client, Option<&str>) {
-        match self.targets.get(stream.as_str()) {
-            Some(t) => (&t.client, t.arn.as_deref()),
-            None => (&self.client, None),
+    /// The client for `stream`, and how calls address it: `(StreamName, StreamARN)`, exactly one
+    /// of them set (the ARN when configured).
+    fn target(
+        &self,
+        stream: &StreamName,
+    ) -> (&aws_sdk_kinesis::Client, Option<String>, Option<String>) {
+        let target = self.targets.get(stream.as_str());
+        let client = target.map_or(&self.client, |t| &t.client);
+        match target.and_then(|t| t.arn.clone()) {
+            Some(arn) => (client, None, Some(arn)),
+            None => (client, Some(stream.to_string()), None),
         }
     }
 }
@@ -92,11 +98,11 @@ impl KinesisPublisher for SdkPublisher {
         stream: &StreamName,
         record: &Record,
     ) -> Result<PutRecordOutcome, PublishError> {
-        let (client, arn) = self.target(stream);
+        let (client, name, arn) = self.target(stream);
         let out = client
             .put_record()
-            .set_stream_name(arn.is_none().then(|| stream.to_string()))
-            .set_stream_arn(arn.map(str::to_owned))
+            .set_stream_name(name)
+            .set_stream_arn(arn)
             .partition_key(record.partition_key.as_str())
             .data(blob(record))
             .send()
@@ -125,11 +131,11 @@ impl KinesisPublisher for SdkPublisher {
                     .expect("data and partition key are always set")
             })
             .collect();
-        let (client, arn) = self.target(stream);
+        let (client, name, arn) = self.target(stream);
         let out = client
             .put_records()
-            .set_stream_name(arn.is_none().then(|| stream.to_string()))
-            .set_stream_arn(arn.map(str::to_owned))
+            .set_stream_name(name)
+            .set_stream_arn(arn)
             .set_records(Some(entries))
             .send()
             .await
