@@ -1,10 +1,15 @@
 //! The binary as scripts and containers run it: --help/--version without AWS, a clear refusal
-//! without a region, and SIGTERM draining to exit 0.
+//! without a region, SIGTERM draining to exit 0, configuration from the environment alone, and
+//! what it logs when it has no credentials.
 
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{binary, config_dir, control_client, emulator_endpoint, fresh_stream};
+use crate::helpers::{
+    Emulator, assert_problem, binary, closed_endpoint, config_dir, control_client,
+    emulator_endpoint, fresh_stream, read_stream, test_loader,
+};
 
 /// A command with no AWS anything in its environment (and no instance metadata look-ups).
 fn bare() -> Command {
@@ -45,43 +50,100 @@ fn no_region_refuses_to_start_with_a_clear_message() {
     );
 }
 
+/// The binary running as a server, with its JSON log collected line by line.
+struct Server {
+    child: KillOnDrop,
+    port: u16,
+    log: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Server {
+    /// Starts `cmd` (JSON logs, a free port) and waits for its "Listening" line.
+    fn start(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .env("APP_SERVER__PORT", "0")
+            .env("APP_TELEMETRY__FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let child = KillOnDrop(child);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        // Keep draining the pipe so the server never writes into a closed one.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+                if v["message"] == "Listening" {
+                    let _ = tx.send(v["port"].as_u64().unwrap());
+                }
+                lines.lock().unwrap().push(v);
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a Listening log line");
+        Self {
+            child,
+            port: u16::try_from(port).unwrap(),
+            log,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Waits until `/health/ready` answers 200.
+    async fn wait_ready(&self) {
+        let started = Instant::now();
+        loop {
+            let ready = reqwest::get(self.url("/health/ready")).await.unwrap();
+            if ready.status() == 200 {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "not ready after 20 s: {}",
+                ready.text().await.unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The log lines so far at `level` (`ERROR`, `WARN`, ...).
+    fn logged(&self, level: &str) -> Vec<serde_json::Value> {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .filter(|l| l["level"] == level)
+            .cloned()
+            .collect()
+    }
+}
+
+/// `bare()` plus test credentials for the emulator.
+fn with_test_credentials() -> Command {
+    let mut cmd = bare();
+    cmd.env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test");
+    cmd
+}
+
 #[tokio::test]
 async fn sigterm_stops_the_server_with_exit_0() {
     let kinesis = control_client().await;
     let stream = fresh_stream(&kinesis).await;
-    let mut child = bare()
-        .env("APP_SERVER__PORT", "0")
-        .env("APP_TELEMETRY__FORMAT", "json")
-        .env("APP_KINESIS__ENDPOINT_URL", emulator_endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut child = KillOnDrop(child);
-    // JSON logs: find the bound port in the "Listening" line, then keep draining the pipe so the
-    // server never writes into a closed one.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.contains("Listening") {
-                let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-                let _ = tx.send(v["port"].as_u64().unwrap());
-            }
-        }
-    });
-    let port = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("a Listening log line");
-    let url = format!("http://127.0.0.1:{port}/streams/{stream}/records");
+    let mut cmd = with_test_credentials();
+    cmd.env("APP_KINESIS__ENDPOINT_URL", emulator_endpoint());
+    let mut server = Server::start(cmd);
     let response = reqwest::Client::new()
-        .post(url)
+        .post(server.url(&format!("/streams/{stream}/records")))
         .body("1")
         .send()
         .await
@@ -89,12 +151,12 @@ async fn sigterm_stops_the_server_with_exit_0() {
     assert_eq!(response.status(), 200);
 
     Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
+        .args(["-TERM", &server.child.0.id().to_string()])
         .status()
         .unwrap();
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
+        if let Some(status) = server.child.0.try_wait().unwrap() {
             break status;
         }
         assert!(
@@ -104,6 +166,117 @@ async fn sigterm_stops_the_server_with_exit_0() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "exit status {status:?}");
+}
+
+/// API.md §5: `AWS_ENDPOINT_URL_KINESIS` beats the endpoint `config/local.yaml` ships, so a
+/// LocalStack user (or a second emulator) is written to, not the file's 127.0.0.1:4568.
+#[tokio::test]
+async fn the_aws_endpoint_variable_beats_the_local_profile() {
+    let (port, tls_port) = Emulator::free_ports();
+    let second = Emulator::launch(port, tls_port, &["elsewhere"]);
+    let mut cmd = with_test_credentials();
+    cmd.env("APP_ENVIRONMENT", "local")
+        .env("AWS_ENDPOINT_URL_KINESIS", second.endpoint());
+    let server = Server::start(cmd);
+    server.wait_ready().await;
+    let response = reqwest::Client::new()
+        .post(server.url("/streams/elsewhere/records?partition_key=k"))
+        .header("content-type", "text/plain")
+        .body("to the second emulator")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let config = test_loader().endpoint_url(second.endpoint()).load().await;
+    let landed = read_stream(&aws_sdk_kinesis::Client::new(&config), "elsewhere").await;
+    assert_eq!(landed.len(), 1);
+    assert_eq!(landed[0].data, b"to the second emulator");
+    assert_eq!(landed[0].partition_key, "k");
+    second.kill();
+}
+
+/// Every list setting from one environment variable, with no config file edited: the production
+/// profile with `APP_STREAMS__ALLOWED` (a comma list), `APP_AUTH__KEYS` and `APP_LIMITS__STREAMS`
+/// (JSON), and `create-streams` with `APP_DEV__CREATE_STREAMS` (`name:shards`).
+#[tokio::test]
+async fn lists_come_from_the_environment() {
+    let name = format!("env-{}", uuid::Uuid::new_v4().simple());
+    let created = with_test_credentials()
+        .arg("create-streams")
+        .env("AWS_REGION", "us-east-1")
+        .env("APP_KINESIS__ENDPOINT_URL", emulator_endpoint())
+        .env("APP_DEV__CREATE_STREAMS", format!("{name}:2"))
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let kinesis = control_client().await;
+    let shards = kinesis
+        .list_shards()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shards.shards().len(), 2);
+
+    let keys = format!(
+        r#"[{{"id": "env", "sha256": "{}", "streams": ["*"]}}]"#,
+        kinesis_writer::access::key_digest_hex("env-key")
+    );
+    let limits = format!(r#"[{{"name": "{name}", "max_record_size_bytes": 10}}]"#);
+    let mut cmd = with_test_credentials();
+    cmd.env("APP_ENVIRONMENT", "production")
+        .env("APP_SERVER__HOST", "127.0.0.1")
+        .env("AWS_REGION", "us-east-1")
+        .env("APP_KINESIS__ENDPOINT_URL", emulator_endpoint())
+        .env("APP_STREAMS__ALLOWED", format!("{name}, other"))
+        .env("APP_AUTH__KEYS", keys)
+        .env("APP_LIMITS__STREAMS", limits);
+    let server = Server::start(cmd);
+    server.wait_ready().await;
+    let http = reqwest::Client::new();
+    let post = |stream: &str, body: &'static str| {
+        http.post(server.url(&format!("/streams/{stream}/records?partition_key=k")))
+            .header("x-api-key", "env-key")
+            .header("content-type", "text/plain")
+            .body(body)
+            .send()
+    };
+    assert_eq!(post(&name, "12345678").await.unwrap().status(), 200);
+    // 8 data bytes + 1 key byte passed; 10 + 1 is over the stream's own limit from the variable.
+    let too_large = post(&name, "1234567890").await.unwrap();
+    assert_eq!(too_large.status(), 422);
+    let not_listed = post("not-listed", "x").await.unwrap();
+    assert_eq!(not_listed.status(), 404);
+    let landed = read_stream(&kinesis, &name).await;
+    assert_eq!(landed.len(), 1);
+    assert_eq!(landed[0].data, b"12345678");
+}
+
+/// No credentials anywhere (production profile, instance metadata off): the cause is logged once
+/// at ERROR, not at every probe, nothing at WARN, and `/health/ready` says why.
+#[tokio::test]
+async fn missing_credentials_are_logged_once_and_readiness_says_why() {
+    let mut cmd = bare();
+    cmd.env("APP_ENVIRONMENT", "production")
+        .env("APP_SERVER__HOST", "127.0.0.1")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL_KINESIS", closed_endpoint())
+        .env("APP_KINESIS__READINESS_INTERVAL_MS", "300");
+    let server = Server::start(cmd);
+    // Long enough for a dozen probes at 250-300 ms.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let ready = reqwest::get(server.url("/health/ready")).await.unwrap();
+    let body = assert_problem(ready, 503, "not_ready").await;
+    assert_eq!(body["detail"], "not ready: no AWS credentials found");
+
+    let not_ready: Vec<_> = server
+        .logged("ERROR")
+        .into_iter()
+        .filter(|l| l["message"] == "Not ready: Kinesis cannot be called")
+        .collect();
+    assert_eq!(not_ready.len(), 1, "{not_ready:?}");
+    assert_eq!(not_ready[0]["cause"], "no AWS credentials found");
+    assert_eq!(server.logged("WARN"), Vec::<serde_json::Value>::new());
 }
 
 /// Kills the child if the test fails before it exits, so no server outlives the test.

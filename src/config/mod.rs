@@ -1,7 +1,8 @@
 //! Settings: the layered configuration tree and its start-up validation.
 //!
 //! Sources, later wins: `config/base.yaml`, `config/$APP_ENVIRONMENT.yaml` (`local` by default), then
-//! environment variables `APP_<SECTION>__<KEY>`. Everything a deployment may want to change lives
+//! environment variables `APP_<SECTION>__<KEY>` (lists as one variable each, and the standard AWS
+//! variables beating a file's endpoint and region: [`environment`]). Everything a deployment may want to change lives
 //! here, limits included, so that no number in the request path is a literal.
 
 use std::path::Path;
@@ -9,6 +10,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+
+mod environment;
+
+pub use environment::Env;
 
 use crate::domain::limits::{
     Limits, MAX_AWS_RECORD_SIZE, MAX_AWS_REQUEST_SIZE, MAX_RECORDS_PER_REQUEST,
@@ -41,6 +46,16 @@ pub struct ServerSettings {
     pub max_concurrent_requests: usize,
     /// Bound on a whole request, body upload included (408 `request_timeout`).
     pub request_timeout_ms: u64,
+    /// Open connections at most; beyond it new ones wait in the accept backlog.
+    pub max_connections: usize,
+    /// From a request's first byte to the end of its headers; slower connections are dropped.
+    pub header_read_timeout_ms: u64,
+    /// A kept-alive connection with no request for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// How long an answer given before the body was read (401, 404, 413, 415, 503, ...) may spend
+    /// reading and discarding the rest of it, so the connection stays usable; past this, or past
+    /// `limits.body_limit_bytes`, the answer says `Connection: close` instead.
+    pub discard_body_timeout_ms: u64,
 }
 
 /// Which streams may be written (`streams:` in config).
@@ -52,16 +67,50 @@ pub struct StreamAccessSettings {
     pub allowed: Vec<AllowedStream>,
 }
 
-/// One writable stream, optionally addressed by ARN and in another region.
+/// One writable stream, optionally addressed by ARN and in another region. A bare name is
+/// accepted too (`- clickstream`, or `APP_STREAMS__ALLOWED=clickstream,orders`).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(from = "NameOr<AllowedStreamFields>")]
 pub struct AllowedStream {
     pub name: String,
     /// Calls use `StreamARN` when set (AWS recommends it; needed across accounts).
-    #[serde(default)]
     pub arn: Option<String>,
     /// The stream's region, when it is not the service's own.
-    #[serde(default)]
     pub region: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AllowedStreamFields {
+    name: String,
+    #[serde(default)]
+    arn: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+}
+
+impl From<NameOr<AllowedStreamFields>> for AllowedStream {
+    fn from(entry: NameOr<AllowedStreamFields>) -> Self {
+        match entry {
+            NameOr::Name(name) => Self {
+                name,
+                arn: None,
+                region: None,
+            },
+            NameOr::Fields(f) => Self {
+                name: f.name,
+                arn: f.arn,
+                region: f.region,
+            },
+        }
+    }
+}
+
+/// A list entry given as a bare name or as a table of fields.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NameOr<T> {
+    Name(String),
+    Fields(T),
 }
 
 /// API keys (`auth:` in config). Keys are stored as SHA-256 hex digests, never in clear.
@@ -179,37 +228,76 @@ pub struct DevSettings {
     pub create_streams: Vec<DevStream>,
 }
 
-/// A stream `kinesis-writer create-streams` creates (local development only).
+/// A stream `kinesis-writer create-streams` creates (local development only): `{name, shards}`,
+/// or `name` / `name:shards` as the emulator's `INITIALIZE_STREAMS` spells it.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "NameOr<DevStreamFields>")]
 pub struct DevStream {
     pub name: String,
-    #[serde(default = "one")]
     pub shards: i32,
+}
+
+#[derive(Deserialize)]
+struct DevStreamFields {
+    name: String,
+    #[serde(default = "one")]
+    shards: i32,
 }
 
 fn one() -> i32 {
     1
 }
 
+impl TryFrom<NameOr<DevStreamFields>> for DevStream {
+    type Error = String;
+
+    fn try_from(entry: NameOr<DevStreamFields>) -> Result<Self, String> {
+        match entry {
+            NameOr::Fields(f) => Ok(Self {
+                name: f.name,
+                shards: f.shards,
+            }),
+            NameOr::Name(spec) => match spec.split_once(':') {
+                None => Ok(Self {
+                    name: spec,
+                    shards: 1,
+                }),
+                Some((name, shards)) => Ok(Self {
+                    name: name.to_owned(),
+                    shards: shards
+                        .parse()
+                        .map_err(|_| format!("dev stream {spec:?}: shards must be a number"))?,
+                }),
+            },
+        }
+    }
+}
+
 impl Settings {
-    /// Loads the layers from `config_dir` for the environment named by `APP_ENVIRONMENT`.
+    /// Loads the layers from `config_dir` for the environment named by `APP_ENVIRONMENT`, with the
+    /// process's environment variables on top.
     pub fn load(config_dir: &Path) -> anyhow::Result<Self> {
-        let environment = std::env::var("APP_ENVIRONMENT").unwrap_or_else(|_| "local".to_owned());
-        let settings: Settings = config::Config::builder()
+        Self::load_with_env(config_dir, &Env::from_process())
+    }
+
+    /// [`Settings::load`] with a given set of environment variables.
+    pub fn load_with_env(config_dir: &Path, env: &Env) -> anyhow::Result<Self> {
+        let environment = env.get("APP_ENVIRONMENT").unwrap_or("local");
+        let mut builder = config::Config::builder()
             .add_source(config::File::from(config_dir.join("base.yaml")))
             .add_source(config::File::from(
                 config_dir.join(format!("{environment}.yaml")),
             ))
-            .add_source(
-                config::Environment::with_prefix("APP")
-                    .prefix_separator("_")
-                    .separator("__")
-                    .try_parsing(true),
-            )
+            .add_source(env.scalars());
+        for (key, value) in env.lists()? {
+            builder = builder.set_override(key, value)?;
+        }
+        let mut settings: Settings = builder
             .build()
             .with_context(|| format!("Failed to read configuration from {}", config_dir.display()))?
             .try_deserialize()
             .context("Failed to parse configuration")?;
+        env.apply_aws_precedence(&mut settings);
         settings.validate()?;
         Ok(settings)
     }
@@ -252,8 +340,19 @@ impl Settings {
         if d.base_backoff_ms > d.max_backoff_ms {
             bail!("delivery.base_backoff_ms must not exceed delivery.max_backoff_ms");
         }
-        if self.server.max_concurrent_requests == 0 {
-            bail!("server.max_concurrent_requests must be at least 1");
+        let server = &self.server;
+        for (name, value) in [
+            (
+                "max_concurrent_requests",
+                server.max_concurrent_requests as u64,
+            ),
+            ("max_connections", server.max_connections as u64),
+            ("header_read_timeout_ms", server.header_read_timeout_ms),
+            ("idle_timeout_ms", server.idle_timeout_ms),
+        ] {
+            if value == 0 {
+                bail!("server.{name} must be at least 1");
+            }
         }
         for s in &self.streams.allowed {
             crate::domain::StreamName::parse(&s.name)
