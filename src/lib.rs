@@ -9,7 +9,7 @@
 //!
 //! Around them: [`domain`] (validated values, no HTTP or AWS types), [`error`] (the one mapping to
 //! problem+json), [`access`] (allowlist and API keys), [`metrics`] (Prometheus), [`config`],
-//! [`telemetry`], [`startup`] and [`state`].
+//! [`telemetry`], [`startup`], [`server`] (the listener and its connection limits) and [`state`].
 
 pub mod access;
 pub mod config;
@@ -20,6 +20,7 @@ pub mod kinesis;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod server;
 pub mod service;
 pub mod startup;
 pub mod state;

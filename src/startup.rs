@@ -6,12 +6,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use aws_config::{BehaviorVersion, ConfigLoader};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 
 use crate::access::AccessPolicy;
 use crate::config::Settings;
-use crate::kinesis::{KinesisPublisher, SdkPublisher, build_sdk_client, load_sdk_config};
+use crate::kinesis::{KinesisPublisher, SdkPublisher, load_sdk_config};
 use crate::metrics::MeteredPublisher;
+use crate::server::ConnectionLimits;
 use crate::service::IngestService;
 use crate::state::{AppState, AppStateInner, Readiness};
 
@@ -32,8 +32,8 @@ impl Application {
     /// Builds with an AWS config loader the caller prepared (tests add static credentials).
     pub async fn build_with_aws(settings: Settings, loader: ConfigLoader) -> anyhow::Result<Self> {
         let sdk_config = load_sdk_config(&settings.kinesis, loader).await?;
-        let publisher = SdkPublisher::new(build_sdk_client(&sdk_config))
-            .with_targets(&sdk_config, &settings.streams.allowed);
+        let publisher =
+            SdkPublisher::new(&sdk_config).with_targets(&sdk_config, &settings.streams.allowed);
         Self::build_with_publisher(settings, Arc::new(publisher)).await
     }
 
@@ -88,29 +88,19 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
-    /// for up to `server.shutdown_drain_timeout_ms`.
+    /// for up to `server.shutdown_drain_timeout_ms` (see [`crate::server`]).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let drain = self.settings.server.shutdown_drain_timeout();
-        let stopping = Arc::new(Notify::new());
-        let notify = stopping.clone();
-        let signal = async move {
-            shutdown.await;
-            tracing::info!(
-                drain_timeout_ms = drain.as_millis() as u64,
-                "Shutting down: draining in-flight requests"
-            );
-            notify.notify_one();
-        };
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
-        tokio::select! {
-            result = server => result.context("Server failed")?,
-            () = async { stopping.notified().await; tokio::time::sleep(drain).await } => {
-                tracing::warn!("Drain timeout passed with requests still in flight; exiting");
-            }
-        }
+        crate::server::serve(
+            self.listener,
+            self.router,
+            ConnectionLimits::from_settings(&self.settings.server),
+            shutdown,
+            self.settings.server.shutdown_drain_timeout(),
+        )
+        .await;
         tracing::info!("Stopped");
         Ok(())
     }

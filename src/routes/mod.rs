@@ -2,6 +2,7 @@
 
 mod health;
 mod records;
+mod unread_body;
 
 use std::time::Duration;
 
@@ -57,6 +58,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The stack, outermost first. Each layer's position matters:
+/// 0. unread bodies: an answer given before the body was read (by any layer below) first reads
+///    and discards the rest of it, or says `Connection: close`, so kept-alive connections stay
+///    usable (`unread_body`);
 /// 1. request id: taken from `x-request-id` or generated, so everything below can see it;
 /// 2. propagate: copies it onto the response;
 /// 3. trace: one span per request carrying the id, with `stream`/`records` filled by the handler;
@@ -73,6 +77,10 @@ fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
     router
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    unread_body::keep_connection_usable,
+                ))
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(
@@ -104,8 +112,15 @@ fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
                 ))
                 .layer(RequestDecompressionLayer::new())
                 .layer(CatchPanicLayer::custom(
-                    |_panic: Box<dyn std::any::Any + Send>| {
-                        ApiError::Internal("handler panicked".to_owned()).into_response()
+                    |panic: Box<dyn std::any::Any + Send>| {
+                        // The message goes to the log (once, by the problem middleware), never
+                        // to the caller.
+                        let message = panic
+                            .downcast_ref::<&str>()
+                            .copied()
+                            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                            .unwrap_or("(a panic payload that is not a string)");
+                        ApiError::Internal(format!("handler panicked: {message}")).into_response()
                     },
                 )),
         )

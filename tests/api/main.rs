@@ -4,6 +4,7 @@
 
 mod cli;
 mod coalesce;
+mod connections;
 mod delivery;
 mod errors;
 mod health;

@@ -1,0 +1,392 @@
+//! Connections as load balancers and pooled clients use them: early refusals leave a kept-alive
+//! connection usable, slow headers and idle connections are closed, and the connection cap holds.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use fake_kinesis::Plan;
+use futures_util::StreamExt;
+use kinesis_writer::access::key_digest_hex;
+use kinesis_writer::config::{AllowedStream, ApiKeySettings, Settings};
+
+use crate::helpers::{records_url, service_with_fake, spawn_app_with};
+
+/// Writes need a key (`k-writer` for `stream`; `k-other` for another stream), only `stream` is
+/// allowed, and the body cap is small (16 KiB).
+fn guarded(s: &mut Settings, stream: &str) {
+    s.streams.allow_all = false;
+    s.streams.allowed = vec![AllowedStream {
+        name: stream.to_owned(),
+        arn: None,
+        region: None,
+    }];
+    s.auth.required = true;
+    s.auth.keys = vec![
+        ApiKeySettings {
+            id: "writer".into(),
+            sha256: key_digest_hex("k-writer"),
+            streams: vec![stream.to_owned()],
+        },
+        ApiKeySettings {
+            id: "elsewhere".into(),
+            sha256: key_digest_hex("k-other"),
+            streams: vec!["other".into()],
+        },
+    ];
+    s.limits.max_record_size_bytes = 4096;
+    s.limits.max_request_size_bytes = 8192;
+    s.limits.body_limit_bytes = 16384;
+}
+
+/// Every kind of early answer, on one raw kept-alive connection each: the answer comes, and the
+/// next request on the same connection is answered too. (A pooled client hides a silently closed
+/// connection by reconnecting when it notices in time; a load balancer answers 502.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_request_leaves_its_connection_ready_for_the_next() {
+    let (address, _fake) = service_with_fake(|s| guarded(s, "mine")).await;
+    let body = "x".repeat(6000);
+    // (method and target, extra headers, expected status)
+    let cases: &[(&str, &str, u16)] = &[
+        (
+            "POST /streams/bad!name/records",
+            "x-api-key: k-writer\r\n",
+            400,
+        ),
+        (
+            "POST /streams/mine/records?record_per_entry=yes",
+            "x-api-key: k-writer\r\n",
+            400,
+        ),
+        (
+            "POST /streams/mine/records",
+            "x-api-key: k-writer\r\ncontent-type: application/x-www-form-urlencoded\r\n",
+            415,
+        ),
+        ("POST /streams/mine/records", "", 401),
+        ("POST /streams/mine/records", "x-api-key: k-other\r\n", 403),
+        (
+            "POST /streams/not-allowed/records",
+            "x-api-key: k-writer\r\n",
+            404,
+        ),
+        ("POST /no/such/route", "", 404),
+        ("PUT /streams/mine/records", "", 405),
+        (
+            "POST /streams/mine/records",
+            "x-api-key: k-writer\r\ncontent-encoding: br\r\n",
+            415,
+        ),
+    ];
+    let cases: Vec<_> = cases
+        .iter()
+        .map(|(target, headers, status)| (target.to_string(), headers.to_string(), *status))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        for (target, headers, status) in cases {
+            let mut s = connect(&address);
+            let head = format!(
+                "{target} HTTP/1.1\r\nHost: x\r\n{headers}content-length: {}\r\n\r\n",
+                body.len()
+            );
+            // The body follows the head a little later, as from a client that writes them
+            // separately: the answer is decided before the body is there.
+            s.write_all(head.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            s.write_all(body.as_bytes()).unwrap();
+            let (got, head) = read_response(&mut s);
+            assert_eq!(got, status, "{target}: {head}");
+            assert!(!head.contains("connection: close"), "{target}: {head}");
+            s.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let (next, _) = read_response(&mut s);
+            assert_eq!(
+                next, 200,
+                "the request after {target} on the same connection"
+            );
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body: its status and lowercased head.
+fn read_response(s: &mut TcpStream) -> (u16, String) {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).expect("a response");
+        assert_eq!(
+            n,
+            1,
+            "connection closed before a response; got {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap().to_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body).unwrap();
+    (status, head)
+}
+
+/// Thousands of requests on a handful of pooled connections, one in ten a write and the rest
+/// refusals given before the body is read: none may fail, and every write lands.
+#[tokio::test]
+async fn early_refusals_keep_pooled_connections_usable() {
+    let app = spawn_app_with(|s| {
+        let stream = s.dev.create_streams[0].name.clone();
+        guarded(s, &stream);
+    })
+    .await;
+    // Few connections, so each is reused hundreds of times.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(8)
+        .build()
+        .unwrap();
+    let filler = "x".repeat(6000);
+    const TOTAL: usize = 2000;
+    let results = futures_util::stream::iter(0..TOTAL)
+        .map(|i| {
+            let http = http.clone();
+            let app = &app;
+            let filler = filler.clone();
+            async move {
+                let url = app.records_url("partition_key=k");
+                let base = http.post(&url).header("x-api-key", "k-writer");
+                let (request, expected) = match i % 10 {
+                    0 => (
+                        base.header("content-type", "text/plain")
+                            .body(format!("write-{i}")),
+                        200,
+                    ),
+                    1 => (
+                        http.post(records_url(&app.address, "bad!name", ""))
+                            .header("x-api-key", "k-writer")
+                            .body(filler),
+                        400,
+                    ),
+                    2 => (
+                        http.post(app.records_url("record_per_entry=yes"))
+                            .header("x-api-key", "k-writer")
+                            .body(filler),
+                        400,
+                    ),
+                    3 => (
+                        base.header("content-type", "application/x-www-form-urlencoded")
+                            .body(filler),
+                        415,
+                    ),
+                    4 => (http.post(&url).body(filler), 401),
+                    5 => (
+                        http.post(&url).header("x-api-key", "k-other").body(filler),
+                        403,
+                    ),
+                    6 => (
+                        http.post(records_url(&app.address, "not-allowed", ""))
+                            .header("x-api-key", "k-writer")
+                            .body(filler),
+                        404,
+                    ),
+                    // Over the body cap by its Content-Length: refused unread, and too large to
+                    // drain, so the answer says `Connection: close`.
+                    7 => (base.body("y".repeat(20_000)), 413),
+                    // Over the cap with no Content-Length (chunked): refused part-way through.
+                    8 => (
+                        base.body(reqwest::Body::wrap(http_body_util::StreamBody::new(
+                            futures_util::stream::iter((0..5).map(|_| {
+                                Ok::<_, std::io::Error>(http_body::Frame::data(bytes::Bytes::from(
+                                    "z".repeat(5000),
+                                )))
+                            })),
+                        ))),
+                        413,
+                    ),
+                    _ => (http.get(format!("{}/no/such/route", app.address)), 404),
+                };
+                match request.send().await {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let closes = response
+                            .headers()
+                            .get("connection")
+                            .is_some_and(|v| v == "close");
+                        let _ = response.bytes().await;
+                        Ok((i, status, expected, closes))
+                    }
+                    Err(e) => Err(format!("request {i}: {e:?}")),
+                }
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {TOTAL} requests failed, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
+    for (i, status, expected, closes) in results.iter().map(|r| r.clone().unwrap()) {
+        assert_eq!(status, expected, "request {i}");
+        // Only the body too large to drain closes the connection; everything else keeps it.
+        assert_eq!(closes, i % 10 == 7, "Connection: close on request {i}");
+    }
+    let mut landed: Vec<_> = app
+        .landed()
+        .await
+        .into_iter()
+        .map(|l| String::from_utf8(l.data).unwrap())
+        .collect();
+    landed.sort();
+    let mut written: Vec<_> = (0..TOTAL)
+        .filter(|i| i % 10 == 0)
+        .map(|i| format!("write-{i}"))
+        .collect();
+    written.sort();
+    assert_eq!(landed, written, "every write landed once");
+}
+
+/// Load shedding (503 before the body is read) keeps the refused connection usable too.
+#[tokio::test]
+async fn a_shed_request_keeps_its_connection() {
+    let (address, fake) = service_with_fake(|s| s.server.max_concurrent_requests = 1).await;
+    fake.set_plan(Plan::accept_all().with_delay(Duration::from_millis(600)));
+    let stream = "shed-stream";
+    let http = reqwest::Client::new();
+    let slow = tokio::spawn({
+        let http = http.clone();
+        let url = records_url(&address, stream, "");
+        async move { http.post(url).body("1").send().await.unwrap().status() }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let filler = "x".repeat(8000);
+    let shed = http
+        .post(records_url(&address, stream, ""))
+        .body(filler.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shed.status(), 503);
+    assert!(shed.headers().get("connection").is_none());
+    let _ = shed.bytes().await;
+    // The slow request holds the other connection: this one reuses the shed one.
+    let next = http
+        .get(format!("{address}/health/live"))
+        .send()
+        .await
+        .expect("the shed request's connection is still usable");
+    assert_eq!(next.status(), 200);
+    assert_eq!(slow.await.unwrap(), 200);
+}
+
+/// How long until the server closes `stream` (reads until EOF or reset).
+fn time_until_closed(mut stream: TcpStream, started: Instant) -> Duration {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return started.elapsed(),
+            Ok(_) => {}
+        }
+    }
+}
+
+fn connect(address: &str) -> TcpStream {
+    TcpStream::connect(address.trim_start_matches("http://")).unwrap()
+}
+
+/// Idle connections close after `idle_timeout_ms`, half-sent headers after
+/// `header_read_timeout_ms`, and a kept-alive connection between requests is idle, not slow.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_headers_and_idle_connections_are_closed() {
+    let (address, _fake) = service_with_fake(|s| {
+        s.server.header_read_timeout_ms = 400;
+        s.server.idle_timeout_ms = 3000;
+    })
+    .await;
+    let closed = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let idle: Vec<_> = (0..200).map(|_| connect(&address)).collect();
+        let half: Vec<_> = (0..50)
+            .map(|_| {
+                let mut s = connect(&address);
+                s.write_all(b"POST /streams/s/records HTTP/1.1\r\nHost: x\r\nContent-Len")
+                    .unwrap();
+                s
+            })
+            .collect();
+        let mut kept = connect(&address);
+        kept.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut answer = [0u8; 1024];
+        let n = kept.read(&mut answer).unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+        let after_answer = Instant::now();
+        let threads: Vec<_> = idle
+            .into_iter()
+            .map(|s| ("idle", s, started))
+            .chain(half.into_iter().map(|s| ("half", s, started)))
+            .chain(std::iter::once(("kept", kept, after_answer)))
+            .map(|(kind, s, t0)| std::thread::spawn(move || (kind, time_until_closed(s, t0))))
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for (kind, after) in closed {
+        let (at_least, at_most) = match kind {
+            // Generous upper bounds: the emulator tests beside this one load both cores.
+            "half" => (300, 2500),
+            _ => (2900, 7000),
+        };
+        assert!(
+            after >= Duration::from_millis(at_least) && after <= Duration::from_millis(at_most),
+            "{kind} connection closed after {after:?}, expected {at_least}..{at_most} ms"
+        );
+    }
+}
+
+/// Past `max_connections`, a new connection is not served until an open one closes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_connection_cap_holds_new_connections_until_one_closes() {
+    let (address, _fake) = service_with_fake(|s| s.server.max_connections = 4).await;
+    tokio::task::spawn_blocking(move || {
+        let open: Vec<_> = (0..4).map(|_| connect(&address)).collect();
+        // Let the server accept all four before the fifth arrives.
+        std::thread::sleep(Duration::from_millis(200));
+        let mut fifth = connect(&address);
+        fifth
+            .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        fifth
+            .set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+        let mut answer = [0u8; 1024];
+        assert!(
+            fifth.read(&mut answer).is_err(),
+            "the fifth connection was served while four were open"
+        );
+        drop(open);
+        fifth
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let n = fifth.read(&mut answer).expect("served once one closed");
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+    })
+    .await
+    .unwrap();
+}
