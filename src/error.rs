@@ -46,8 +46,8 @@ pub enum ApiError {
     RouteNotFound,
     #[error("method not allowed on this path")]
     MethodNotAllowed,
-    #[error("the service is not ready: {0}")]
-    NotReady(String),
+    #[error("not ready: {}", .0.cause.describe())]
+    NotReady(crate::kinesis::NotReady),
     #[error("internal error: {0}")]
     Internal(String),
     /// Coalescing's buffered-bytes budget is spent (`service::coalesce`).
@@ -142,6 +142,16 @@ impl Problem {
         .retry_after()
     }
 
+    /// 404 `stream_not_found`, one answer whether Kinesis lacks the stream or the allowlist does.
+    fn stream_not_found(stream: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "stream_not_found",
+            "Stream not found",
+            format!("Stream {stream} not found"),
+        )
+    }
+
     fn retry_after(mut self) -> Self {
         self.retry_after = true;
         self
@@ -234,12 +244,13 @@ impl ApiError {
                 .sizes(*limit, *actual, None),
             },
             Self::Publish(p) => match p {
-                PublishError::NotFound { message } => Problem::new(
-                    S::NOT_FOUND,
-                    "stream_not_found",
-                    "Stream not found",
-                    message.clone(),
-                ),
+                // Kinesis' message names the stream's ARN, and so the AWS account: say which
+                // stream, and keep Kinesis' words for the log.
+                PublishError::NotFound { stream, message } => {
+                    let mut p = Problem::stream_not_found(stream);
+                    p.log_detail = Some(message.clone());
+                    p
+                }
                 PublishError::Throttled { message, .. } => Problem::new(
                     S::TOO_MANY_REQUESTS,
                     "throttled",
@@ -313,21 +324,13 @@ impl ApiError {
                     Problem::new(S::FORBIDDEN, "forbidden", "Forbidden", detail)
                 }
                 // The same answer as a stream Kinesis does not have: the allowlist reveals nothing.
-                AccessError::StreamNotAllowed(stream) => Problem::new(
-                    S::NOT_FOUND,
-                    "stream_not_found",
-                    "Stream not found",
-                    format!("Stream {stream} not found"),
-                ),
+                AccessError::StreamNotAllowed(stream) => Problem::stream_not_found(stream),
             },
-            Self::NotReady(_) => Problem::hidden(
-                S::SERVICE_UNAVAILABLE,
-                "not_ready",
-                "Not ready",
-                "The service cannot reach Kinesis yet",
-                detail,
-            )
-            .retry_after(),
+            // The cause in general words; AWS's own (account ids, endpoints) stay in the log,
+            // where the readiness task writes them once.
+            Self::NotReady(_) => {
+                Problem::new(S::SERVICE_UNAVAILABLE, "not_ready", "Not ready", detail).retry_after()
+            }
             Self::Internal(_) => Problem::hidden(
                 S::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -382,6 +385,10 @@ pub async fn problem_middleware(request: Request, next: Next) -> Response {
         // Our bug or our setup: an operator must act.
         (Some(detail), 500 | 502) => {
             tracing::error!(code = problem.code, status = problem.status, detail = %detail, "Request failed");
+        }
+        // The caller's mistake, with Kinesis' own words (e.g. a missing stream's ARN).
+        (Some(detail), status) if status < 500 => {
+            tracing::info!(code = problem.code, status = problem.status, detail = %detail, "Request refused");
         }
         // Kinesis unreachable or slow: transient, callers were told to retry.
         (Some(detail), _) => {

@@ -6,11 +6,24 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, TelemetrySettings};
 
+/// aws-config logs every failed credential look-up at WARN, several lines each time, and the
+/// readiness probe looks up credentials every few seconds. The probe reports the cause itself,
+/// once (`state::Readiness`), so these stay quiet unless a filter names `aws_config` itself.
+const QUIET_CREDENTIAL_CHAIN: &str = "aws_config::meta::credentials::chain=error";
+
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `telemetry.filter`. Safe to call
 /// more than once (later calls are ignored), which tests rely on.
 pub fn init(settings: &TelemetrySettings) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
+    let directives = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| settings.filter.clone());
+    let directives = if directives.contains("aws_config") {
+        directives
+    } else {
+        format!("{directives},{QUIET_CREDENTIAL_CHAIN}")
+    };
+    let filter = EnvFilter::new(directives);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -6,8 +6,10 @@ use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
     /// `ResourceNotFoundException`: the stream does not exist (or is not visible to us).
-    #[error("stream not found: {message}")]
-    NotFound { message: String },
+    /// `message` is Kinesis' own, which names the stream's ARN and so the AWS account: log it,
+    /// never answer with it.
+    #[error("stream {stream} not found: {message}")]
+    NotFound { stream: String, message: String },
     /// Throughput or KMS throttling, or `LimitExceededException`.
     #[error("throttled by Kinesis ({code}): {message}")]
     Throttled { code: String, message: String },
@@ -40,6 +42,17 @@ impl PublishError {
             self,
             Self::Throttled { .. } | Self::Unavailable { .. } | Self::Timeout { .. }
         )
+    }
+
+    /// Names the stream the failed call was about (an SDK error does not).
+    pub(crate) fn about(self, stream: &str) -> Self {
+        match self {
+            Self::NotFound { message, .. } => Self::NotFound {
+                stream: stream.to_owned(),
+                message,
+            },
+            other => other,
+        }
     }
 
     /// Classifies an SDK error: modelled exceptions by code first, then transport failures.
@@ -77,7 +90,10 @@ impl PublishError {
     pub(crate) fn from_code(code: &str, message: &str, source: &dyn std::error::Error) -> Self {
         let message = message.to_owned();
         if code == "ResourceNotFoundException" {
-            Self::NotFound { message }
+            Self::NotFound {
+                stream: String::new(),
+                message,
+            }
         } else if THROTTLING.contains(&code) {
             Self::Throttled {
                 code: code.to_owned(),
@@ -162,6 +178,7 @@ mod tests {
         assert_eq!(
             PublishError::from_sdk(&service_error(nf)),
             PublishError::NotFound {
+                stream: String::new(),
                 message: "Stream x not found".into()
             }
         );

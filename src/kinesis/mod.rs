@@ -43,5 +43,40 @@ pub enum ProbeResult {
     /// Kinesis answered, even if only to say "access denied": endpoint and credentials work.
     Answered,
     /// No answer: credentials unresolvable, endpoint unreachable or too slow.
-    Failed(String),
+    Failed(NotReady),
+}
+
+/// Why Kinesis cannot be called: a cause that `/health/ready` may tell anyone, and the detail
+/// (AWS's own words, endpoints, account ids) for the log only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotReady {
+    pub cause: NotReadyCause,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReadyCause {
+    /// The first probe has not finished.
+    NotProbedYet,
+    /// The AWS credential chain found nothing (or failed).
+    NoCredentials,
+    /// Connection refused, DNS, other I/O.
+    Unreachable,
+    /// No answer within the configured timeouts.
+    TimedOut,
+    /// Anything else (the detail is in the log).
+    Other,
+}
+
+impl NotReadyCause {
+    /// The words `/health/ready` answers with.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::NotProbedYet => "Kinesis has not been probed yet",
+            Self::NoCredentials => "no AWS credentials found",
+            Self::Unreachable => "the Kinesis endpoint cannot be reached",
+            Self::TimedOut => "the Kinesis endpoint does not answer in time",
+            Self::Other => "Kinesis cannot be called; the cause is in the service's log",
+        }
+    }
 }

@@ -9,7 +9,9 @@ use aws_sdk_kinesis::operation::RequestId;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{EncryptionType, PutRecordsRequestEntry};
 
-use super::{KinesisPublisher, ProbeResult, PublishError};
+use aws_sdk_kinesis::config::{ProvideCredentials, SharedCredentialsProvider};
+
+use super::{KinesisPublisher, NotReady, NotReadyCause, ProbeResult, PublishError};
 use crate::config::AllowedStream;
 use crate::domain::{EntryOutcome, PutRecordOutcome, PutRecordsOutcome, Record, StreamName};
 
@@ -17,6 +19,8 @@ use crate::domain::{EntryOutcome, PutRecordOutcome, PutRecordsOutcome, Record, S
 #[derive(Debug, Clone)]
 pub struct SdkPublisher {
     client: aws_sdk_kinesis::Client,
+    /// The chain the client signs with, asked directly only to explain a failed probe.
+    credentials: Option<SharedCredentialsProvider>,
     /// Streams configured with an ARN or another region (`streams.allowed`).
     targets: HashMap<String, Target>,
 }
@@ -29,9 +33,11 @@ struct Target {
 }
 
 impl SdkPublisher {
-    pub fn new(client: aws_sdk_kinesis::Client) -> Self {
+    /// The publisher over one client built from `config` (which owns the connection pool).
+    pub fn new(config: &SdkConfig) -> Self {
         Self {
-            client,
+            client: super::build_sdk_client(config),
+            credentials: config.credentials_provider(),
             targets: HashMap::new(),
         }
     }
@@ -107,7 +113,7 @@ impl KinesisPublisher for SdkPublisher {
             .data(blob(record))
             .send()
             .await
-            .map_err(|e| PublishError::from_sdk(&e))?;
+            .map_err(|e| PublishError::from_sdk(&e).about(stream.as_str()))?;
         Ok(PutRecordOutcome {
             request_id: out.request_id().map(str::to_owned),
             encryption_type: encryption(out.encryption_type()),
@@ -139,7 +145,7 @@ impl KinesisPublisher for SdkPublisher {
             .set_records(Some(entries))
             .send()
             .await
-            .map_err(|e| PublishError::from_sdk(&e))?;
+            .map_err(|e| PublishError::from_sdk(&e).about(stream.as_str()))?;
         let request_id = out.request_id().map(str::to_owned);
         let encryption_type = encryption(out.encryption_type());
         let results: Vec<EntryOutcome> = out
@@ -180,12 +186,42 @@ impl KinesisPublisher for SdkPublisher {
     }
 
     async fn probe(&self) -> ProbeResult {
-        match self.client.list_streams().limit(1).send().await {
-            Ok(_) => ProbeResult::Answered,
+        let error = match self.client.list_streams().limit(1).send().await {
+            Ok(_) => return ProbeResult::Answered,
             // Any modelled or unmodelled answer from the service (even AccessDenied: the role may
             // lack kinesis:ListStreams) proves the endpoint answers and our request was signed.
-            Err(SdkError::ServiceError(_)) => ProbeResult::Answered,
-            Err(e) => ProbeResult::Failed(PublishError::from_sdk(&e).to_string()),
+            Err(SdkError::ServiceError(_)) => return ProbeResult::Answered,
+            Err(e) => PublishError::from_sdk(&e),
+        };
+        // The SDK reports a credential failure as a generic one: ask the chain itself, so the
+        // operator reads "no AWS credentials" rather than a dispatch error.
+        if let Err(why) = self.credentials_resolve().await {
+            return ProbeResult::Failed(NotReady {
+                cause: NotReadyCause::NoCredentials,
+                detail: why,
+            });
         }
+        let cause = match error {
+            PublishError::Timeout { .. } => NotReadyCause::TimedOut,
+            PublishError::Unavailable { .. } => NotReadyCause::Unreachable,
+            _ => NotReadyCause::Other,
+        };
+        ProbeResult::Failed(NotReady {
+            cause,
+            detail: error.to_string(),
+        })
+    }
+}
+
+impl SdkPublisher {
+    async fn credentials_resolve(&self) -> Result<(), String> {
+        let Some(provider) = &self.credentials else {
+            return Err("no credentials provider is configured".to_owned());
+        };
+        provider
+            .provide_credentials()
+            .await
+            .map(drop)
+            .map_err(|e| aws_sdk_kinesis::error::DisplayErrorContext(e).to_string())
     }
 }

@@ -250,7 +250,7 @@ fn entry_failed_by(error: &PublishError) -> EntryOutcome {
         PublishError::Throttled { code, message } | PublishError::Rejected { code, message } => {
             (code.clone(), message.clone())
         }
-        PublishError::NotFound { message } => {
+        PublishError::NotFound { message, .. } => {
             ("ResourceNotFoundException".to_owned(), message.clone())
         }
         PublishError::Timeout { .. } => (
@@ -336,6 +336,7 @@ mod tests {
             detail: String::new()
         }));
         assert!(!retried(PublishError::NotFound {
+            stream: String::new(),
             message: String::new()
         }));
         assert!(!retried(PublishError::Rejected {

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::{ProvideCredentials, error::CredentialsError, future};
+use kinesis_writer::domain::{PutRecordOutcome, PutRecordsOutcome, Record, StreamName};
+use kinesis_writer::kinesis::{KinesisPublisher, ProbeResult, PublishError};
 
 use crate::helpers::{
     assert_detail_contains, assert_problem, closed_endpoint, raise_record_limit, records_url,
@@ -160,6 +162,8 @@ async fn a_missing_stream_is_404_stream_not_found() {
 
     let body = assert_problem(response, 404, "stream_not_found").await;
     assert_eq!(body["error_class"], "UpstreamError");
+    // Which stream, not which account: Kinesis' own message carries the stream's ARN.
+    assert_eq!(body["detail"], "Stream no-such-stream not found");
 }
 
 #[tokio::test]
@@ -289,13 +293,6 @@ async fn no_credentials_is_502_upstream_error_and_not_ready() {
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let ready = http
-        .get(format!("{address}/health/ready"))
-        .send()
-        .await
-        .unwrap();
-
     let body = assert_problem(response, 502, "upstream_error").await;
     assert!(
         !body["detail"]
@@ -304,5 +301,107 @@ async fn no_credentials_is_502_upstream_error_and_not_ready() {
             .contains("credentials in this test"),
         "{body}"
     );
-    assert_problem(ready, 503, "not_ready").await;
+
+    // The first probe's answer replaces "not probed yet" within a few hundred ms.
+    let started = Instant::now();
+    loop {
+        let ready = http
+            .get(format!("{address}/health/ready"))
+            .send()
+            .await
+            .unwrap();
+        let body = assert_problem(ready, 503, "not_ready").await;
+        if body["detail"] == "not ready: no AWS credentials found" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A publisher whose every call panics, standing in for a bug anywhere below the handler.
+#[derive(Debug)]
+struct Panicking;
+
+#[async_trait::async_trait]
+impl KinesisPublisher for Panicking {
+    async fn put_record(
+        &self,
+        _: &StreamName,
+        _: &Record,
+    ) -> Result<PutRecordOutcome, PublishError> {
+        panic!("the publisher broke: invariant 42 violated")
+    }
+
+    async fn put_records(
+        &self,
+        _: &StreamName,
+        _: &[Record],
+    ) -> Result<PutRecordsOutcome, PublishError> {
+        panic!("the publisher broke: invariant 42 violated")
+    }
+
+    async fn probe(&self) -> ProbeResult {
+        ProbeResult::Answered
+    }
+}
+
+/// A log sink for one test: the subscriber is this thread's only, and the current-thread runtime
+/// runs the server on this thread too.
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_panic_is_a_500_problem_and_its_message_is_logged_once() {
+    let log = CapturedLog::default();
+    let sink = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || sink.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = kinesis_writer::startup::Application::build_with_publisher(
+        test_settings(&closed_endpoint()),
+        std::sync::Arc::new(Panicking),
+    )
+    .await
+    .unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+
+    let response = reqwest::Client::new()
+        .post(records_url(&address, "any", ""))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(response, 500, "internal_error").await;
+    assert_eq!(body["error_class"], "InternalError");
+    assert!(!body.to_string().contains("invariant 42"), "{body}");
+
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let errors: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["level"] == "ERROR")
+        .collect();
+    assert_eq!(errors.len(), 1, "{text}");
+    assert_eq!(errors[0]["fields"]["code"], "internal_error");
+    assert!(
+        errors[0]["fields"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the publisher broke: invariant 42 violated"),
+        "{text}"
+    );
 }
