@@ -11,8 +11,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+mod coalesce;
 mod environment;
 
+pub use coalesce::{CoalesceSettings, LaneConfig, StreamCoalesce};
 pub use environment::Env;
 
 use crate::domain::limits::{
@@ -33,7 +35,7 @@ pub struct Settings {
     #[serde(default)]
     pub dev: DevSettings,
     #[serde(default)]
-    pub coalesce: crate::service::coalesce::CoalesceSettings,
+    pub coalesce: CoalesceSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -205,8 +207,24 @@ pub struct RetryPolicy {
     pub deadline: Duration,
     pub base_backoff: Duration,
     pub max_backoff: Duration,
-    pub split_batches: bool,
-    pub split_concurrency: usize,
+}
+
+/// Whether a batch over the call limits goes out as several PutRecords calls (`delivery.split_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitPolicy {
+    pub enabled: bool,
+    /// Calls in flight at once for one split request.
+    pub concurrency: usize,
+}
+
+/// Everything the settings say about one stream, resolved in one place ([`Settings::stream`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSettings {
+    pub limits: Limits,
+    pub retry: RetryPolicy,
+    pub split: SplitPolicy,
+    /// `None`: the stream is not coalesced.
+    pub lane: Option<LaneConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -396,8 +414,31 @@ impl Settings {
             deadline: Duration::from_millis(o.and_then(|o| o.deadline_ms).unwrap_or(d.deadline_ms)),
             base_backoff: Duration::from_millis(d.base_backoff_ms),
             max_backoff: Duration::from_millis(d.max_backoff_ms),
-            split_batches: o.and_then(|o| o.split_batches).unwrap_or(d.split_batches),
-            split_concurrency: d.split_concurrency,
+        }
+    }
+
+    /// Whether `stream`'s oversized batches are split, by default (a request may choose).
+    pub fn split_for(&self, stream: &str) -> SplitPolicy {
+        let d = &self.delivery;
+        let o = d.streams.iter().find(|s| s.name == stream);
+        SplitPolicy {
+            enabled: o.and_then(|o| o.split_batches).unwrap_or(d.split_batches),
+            concurrency: d.split_concurrency,
+        }
+    }
+
+    /// How `stream`'s lane batches, or `None` when the stream is not coalesced.
+    pub fn lane_for(&self, stream: &str) -> Option<LaneConfig> {
+        self.coalesce.lane_for(stream, &self.limits_for(stream))
+    }
+
+    /// Everything that applies to `stream`.
+    pub fn stream(&self, stream: &str) -> StreamSettings {
+        StreamSettings {
+            limits: self.limits_for(stream),
+            retry: self.retry_policy_for(stream),
+            split: self.split_for(stream),
+            lane: self.lane_for(stream),
         }
     }
 }

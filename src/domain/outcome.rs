@@ -46,37 +46,10 @@ pub enum EntryOutcome {
     },
 }
 
-/// Per-record error codes that mean "the shard was too busy": a caller should back off.
-pub const THROTTLING_CODES: [&str; 2] = [
-    "ProvisionedThroughputExceededException",
-    "KMSThrottlingException",
-];
-
-/// Per-record error codes worth sending again: the shard was busy or Kinesis had a transient fault.
-/// Anything else (e.g. `InvalidArgumentException`) would fail the same way every time.
-pub const RETRIABLE_CODES: [&str; 3] = [
-    "ProvisionedThroughputExceededException",
-    "InternalFailure",
-    "KMSThrottlingException",
-];
-
 impl EntryOutcome {
     pub fn is_written(&self) -> bool {
         matches!(self, Self::Written { .. })
     }
-
-    pub fn is_retriable(&self) -> bool {
-        matches!(self, Self::Failed { error_code, .. } if RETRIABLE_CODES.contains(&error_code.as_str()))
-    }
-
-    pub fn is_throttled(&self) -> bool {
-        matches!(self, Self::Failed { error_code, .. } if THROTTLING_CODES.contains(&error_code.as_str()))
-    }
 }
 
-impl PutRecordsOutcome {
-    /// True when some record failed because of throttling, which earns the caller a `Retry-After`.
-    pub fn any_throttled(&self) -> bool {
-        self.records.iter().any(EntryOutcome::is_throttled)
-    }
-}
+// What an entry's error code means (retriable, throttled) is Kinesis knowledge: `kinesis::codes`.

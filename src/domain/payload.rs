@@ -39,6 +39,19 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// How many records the payload holds.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Single(_) => 1,
+            Self::Batch(items) => items.len(),
+        }
+    }
+
+    /// Never true for a parsed payload (an empty batch is refused); here for completeness.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// One record from the whole body.
     pub fn single(kind: BodyKind, body: Bytes) -> Result<Self, ValidationError> {
         let data = match kind {

@@ -2,6 +2,9 @@
 
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 
+use super::codes::{CodeClass, INTERNAL_FAILURE, RESOURCE_NOT_FOUND, classify};
+use crate::domain::EntryOutcome;
+
 /// A failed Kinesis call, in the categories API.md §2 maps to HTTP.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
@@ -26,13 +29,6 @@ pub enum PublishError {
     #[error("Kinesis timed out: {detail}")]
     Timeout { detail: String },
 }
-
-const THROTTLING: [&str; 3] = [
-    "ProvisionedThroughputExceededException",
-    "LimitExceededException",
-    "KMSThrottlingException",
-];
-const REJECTED: [&str; 2] = ["InvalidArgumentException", "ValidationException"];
 
 impl PublishError {
     /// Worth another attempt: throttling, Kinesis faults, timeouts and connection failures.
@@ -89,33 +85,54 @@ impl PublishError {
     /// Classifies a Kinesis error code (also used for codes from hand-built responses in tests).
     pub(crate) fn from_code(code: &str, message: &str, source: &dyn std::error::Error) -> Self {
         let message = message.to_owned();
-        if code == "ResourceNotFoundException" {
-            Self::NotFound {
+        match classify(code) {
+            CodeClass::NotFound => Self::NotFound {
                 stream: String::new(),
                 message,
-            }
-        } else if THROTTLING.contains(&code) {
-            Self::Throttled {
+            },
+            CodeClass::Throttled => Self::Throttled {
                 code: code.to_owned(),
                 message,
-            }
-        } else if REJECTED.contains(&code) {
-            Self::Rejected {
+            },
+            CodeClass::Rejected => Self::Rejected {
                 code: code.to_owned(),
                 message,
-            }
-        } else if matches!(
-            code,
-            "InternalFailure" | "ServiceUnavailable" | "InternalServerError"
-        ) {
-            Self::Unavailable {
+            },
+            CodeClass::Transient => Self::Unavailable {
                 detail: format!("{code}: {message}"),
-            }
-        } else {
+            },
             // AccessDenied, KMS* (not throttling), unknown codes: details for the log only.
-            Self::Upstream {
+            CodeClass::Other => Self::Upstream {
                 detail: format!("{code}: {message} ({})", DisplayChain(source)),
+            },
+        }
+    }
+
+    /// The PutRecords entry a record gets when its last attempt was this failed call. Messages
+    /// are generic where the error's own detail could expose internals.
+    pub(crate) fn as_entry(&self) -> EntryOutcome {
+        let (code, message) = match self {
+            Self::Throttled { code, message } | Self::Rejected { code, message } => {
+                (code.clone(), message.clone())
             }
+            Self::NotFound { message, .. } => (RESOURCE_NOT_FOUND.to_owned(), message.clone()),
+            Self::Timeout { .. } => (
+                INTERNAL_FAILURE.to_owned(),
+                "the PutRecords call timed out; the record may or may not have been written"
+                    .to_owned(),
+            ),
+            Self::Unavailable { .. } => (
+                INTERNAL_FAILURE.to_owned(),
+                "Kinesis could not be reached".to_owned(),
+            ),
+            Self::Upstream { .. } => (
+                INTERNAL_FAILURE.to_owned(),
+                "upstream error; see the service log".to_owned(),
+            ),
+        };
+        EntryOutcome::Failed {
+            error_code: code,
+            error_message: message,
         }
     }
 }

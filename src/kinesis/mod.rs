@@ -4,6 +4,7 @@
 //! shared `aws_sdk_kinesis::Client`, and SDK types never leave this module.
 
 mod client;
+mod codes;
 mod error;
 mod sdk;
 

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::domain::{
     BodyKind, Payload, PutRecordOutcome, PutRecordsOutcome, StreamName, ValidationError, WriteMode,
 };
-use crate::error::{ApiError, Problem, RETRY_AFTER_SECS};
+use crate::error::{ApiError, RETRY_AFTER_SECS};
 use crate::service::WriteOutcome;
 use crate::state::AppState;
 
@@ -149,18 +149,7 @@ pub(crate) struct BinaryBody(Vec<u8>);
             headers(("x-amzn-RequestId" = String, description = "AWS request id"), ("x-request-id" = String, description = "This service's request id"))),
         (status = 207, description = "Batch mode: some records still failed; see Records[i].ErrorCode. Retry-After is set when failures are throttling.", body = PutRecordsOutcome,
             headers(("Retry-After" = u64, description = "Seconds to wait (throttling only)"))),
-        (status = 400, description = "invalid_stream_name, invalid_query_parameter, invalid_body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "unauthorized: no valid API key (when auth.required)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden: the API key may not write this stream", body = Problem, content_type = "application/problem+json"),
-        (status = 408, description = "request_timeout", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "stream_not_found: not in Kinesis, or not on the allowlist", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "payload_too_large: the body exceeds the body cap", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "unsupported_media_type (also an unsupported Content-Encoding; gzip, zstd and identity are accepted)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "data_must_be_list, empty_batch, too_many_records, invalid_partition_key, record_too_large, batch_too_large, kinesis_rejected", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "throttled (Retry-After)", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "upstream_error", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "upstream_unavailable; overloaded: too many requests in flight, or coalescing's buffered-bytes cap is reached (both with Retry-After)", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "upstream_timeout", body = Problem, content_type = "application/problem+json"),
+        crate::error::WriteProblems,
     )
 )]
 pub(crate) async fn write_records(
@@ -192,10 +181,9 @@ pub(crate) async fn write_records(
         WriteMode::Single => Payload::single(kind, body)?,
         WriteMode::Batch => Payload::batch(&body)?,
     };
-    let records = payload_len(&payload);
-    span.record("records", records);
+    span.record("records", payload.len());
 
-    let result = state
+    let outcome = state
         .ingest
         .write(
             &stream,
@@ -203,26 +191,8 @@ pub(crate) async fn write_records(
             params.split,
             payload,
         )
-        .await;
-    // Records that reached Kinesis' side of the contract and still failed, after retries.
-    let failed = match &result {
-        Ok(WriteOutcome::Batch(o)) => o.failed_record_count,
-        Ok(WriteOutcome::Single(_)) => 0,
-        Err(crate::service::IngestError::Publish(_)) => records,
-        Err(_) => 0,
-    };
-    if failed > 0 {
-        metrics::counter!(crate::metrics::RECORDS_FAILED, "stream" => stream.to_string())
-            .increment(failed as u64);
-    }
-    Ok(respond(result?))
-}
-
-fn payload_len(payload: &Payload) -> usize {
-    match payload {
-        Payload::Single(_) => 1,
-        Payload::Batch(items) => items.len(),
-    }
+        .await?;
+    Ok(respond(outcome))
 }
 
 /// Splits and decodes a query string (`application/x-www-form-urlencoded`). Unlike the usual

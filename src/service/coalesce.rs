@@ -32,151 +32,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use super::delivery;
-use crate::config::{RetryPolicy, Settings};
-use crate::domain::limits::MAX_RECORDS_PER_REQUEST;
-use crate::domain::{EntryOutcome, Limits, PutRecordsOutcome, Record, StreamName};
+use super::{IngestError, delivery};
+use crate::config::{CoalesceSettings, LaneConfig, RetryPolicy};
+use crate::domain::{EntryOutcome, PutRecordsOutcome, Record, StreamName};
 use crate::kinesis::{KinesisPublisher, PublishError};
-
-/// The `coalesce` section of the configuration (`config/base.yaml` documents every key).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct CoalesceSettings {
-    /// Coalesce every stream not listed under `streams`. Default: off.
-    pub enabled: bool,
-    /// Longest wait for more records after a batch's first one. 0: send what has already arrived.
-    pub linger_ms: u64,
-    /// Records per PutRecords call (at most 500; also capped by `limits.max_records_per_request`).
-    pub max_records: usize,
-    /// PutRecords calls in flight at once per stream.
-    pub max_in_flight: usize,
-    /// A batch with at least this many records may be sent while other calls are in flight.
-    pub parallel_batch_records: usize,
-    /// A batch with at least this many bytes may be sent while other calls are in flight.
-    pub parallel_batch_bytes: usize,
-    /// Bytes (data + partition keys) waiting or in flight in all lanes together; a request that
-    /// would pass it is answered 503 `overloaded`.
-    pub max_buffered_bytes: usize,
-    /// A lane with nothing to do for this long stops (and starts again on the next request).
-    pub idle_timeout_ms: u64,
-    /// Per-stream enablement: a name (coalesce it), or `{name, enabled, linger_ms}`.
-    pub streams: Vec<StreamCoalesce>,
-}
-
-impl Default for CoalesceSettings {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            // Measured with `make bench` (BENCHMARKS.md): with no linger, batches grow with the
-            // load by themselves (what arrives while a call is out goes into the next one), and
-            // an idle stream adds no latency at all.
-            linger_ms: 0,
-            max_records: MAX_RECORDS_PER_REQUEST,
-            max_in_flight: 4,
-            parallel_batch_records: 100,
-            parallel_batch_bytes: 64 * 1024,
-            max_buffered_bytes: 64 * 1024 * 1024,
-            idle_timeout_ms: 60_000,
-            streams: Vec::new(),
-        }
-    }
-}
-
-/// One entry of `coalesce.streams`: a bare stream name, or a table with overrides.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum StreamCoalesce {
-    /// `- my-stream`: coalesce this stream with the global settings.
-    Name(String),
-    /// `- {name: my-stream, enabled: false, linger_ms: 5}`.
-    Entry {
-        name: String,
-        #[serde(default = "yes")]
-        enabled: bool,
-        linger_ms: Option<u64>,
-    },
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl StreamCoalesce {
-    fn name(&self) -> &str {
-        match self {
-            Self::Name(name) | Self::Entry { name, .. } => name,
-        }
-    }
-}
-
-/// How one stream's lane batches, resolved from the settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct LaneConfig {
-    pub(crate) linger: Duration,
-    pub(crate) max_records: usize,
-    pub(crate) max_bytes: usize,
-    pub(crate) max_in_flight: usize,
-    pub(crate) parallel_records: usize,
-    pub(crate) parallel_bytes: usize,
-}
-
-impl CoalesceSettings {
-    /// Refuses settings the lanes cannot honour.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        if self.max_records == 0 || self.max_records > MAX_RECORDS_PER_REQUEST {
-            anyhow::bail!(
-                "coalesce.max_records must be 1..={MAX_RECORDS_PER_REQUEST}, got {}",
-                self.max_records
-            );
-        }
-        if self.max_in_flight == 0 || u32::try_from(self.max_in_flight).is_err() {
-            anyhow::bail!("coalesce.max_in_flight must be at least 1");
-        }
-        if self.max_buffered_bytes == 0 {
-            anyhow::bail!("coalesce.max_buffered_bytes must be at least 1");
-        }
-        for s in &self.streams {
-            crate::domain::StreamName::parse(s.name())
-                .map_err(|e| anyhow::anyhow!("coalesce.streams: {e}"))?;
-        }
-        Ok(())
-    }
-
-    /// The lane configuration for `stream`, or `None` when it is not coalesced.
-    pub(crate) fn lane_for(&self, stream: &str, limits: &Limits) -> Option<LaneConfig> {
-        let entry = self.streams.iter().find(|s| s.name() == stream);
-        let (enabled, linger_ms) = match entry {
-            None => (self.enabled, None),
-            Some(StreamCoalesce::Name(_)) => (true, None),
-            Some(StreamCoalesce::Entry {
-                enabled, linger_ms, ..
-            }) => (*enabled, *linger_ms),
-        };
-        enabled.then(|| LaneConfig {
-            linger: Duration::from_millis(linger_ms.unwrap_or(self.linger_ms)),
-            max_records: self.max_records.min(limits.max_records),
-            max_bytes: limits.max_request_size,
-            max_in_flight: self.max_in_flight,
-            parallel_records: self.parallel_batch_records,
-            parallel_bytes: self.parallel_batch_bytes,
-        })
-    }
-}
-
-/// Why a request could not be coalesced.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CoalesceError {
-    /// The buffered-bytes budget is spent: the caller should come back later.
-    #[error(
-        "the service is holding {buffered} bytes of records for Kinesis (limit {limit}); retry later"
-    )]
-    Overloaded { buffered: usize, limit: usize },
-    #[error(transparent)]
-    Publish(#[from] PublishError),
-}
 
 type Lanes = RwLock<HashMap<String, mpsc::UnboundedSender<Pending>>>;
 
@@ -228,13 +89,13 @@ struct LaneCtx {
 }
 
 impl Coalescer {
-    pub(crate) fn new(publisher: Arc<dyn KinesisPublisher>, settings: &Settings) -> Self {
+    pub(crate) fn new(publisher: Arc<dyn KinesisPublisher>, settings: &CoalesceSettings) -> Self {
         Self {
             publisher,
             lanes: Arc::default(),
             buffered: Arc::default(),
-            max_buffered: settings.coalesce.max_buffered_bytes,
-            idle_timeout: Duration::from_millis(settings.coalesce.idle_timeout_ms),
+            max_buffered: settings.max_buffered_bytes,
+            idle_timeout: Duration::from_millis(settings.idle_timeout_ms),
             buffered_gauge: metrics::gauge!(crate::metrics::COALESCE_BUFFERED_BYTES),
         }
     }
@@ -249,7 +110,7 @@ impl Coalescer {
         policy: &RetryPolicy,
         records: Vec<Record>,
         started: Instant,
-    ) -> Result<PutRecordsOutcome, CoalesceError> {
+    ) -> Result<PutRecordsOutcome, IngestError> {
         let size = records.iter().map(Record::size).sum();
         let reservation = self.reserve(size)?;
         let (reply, answer) = oneshot::channel();
@@ -268,23 +129,19 @@ impl Coalescer {
                 Err(mpsc::error::SendError(back)) => pending = back,
             }
         }
-        answer
-            .await
-            .map_err(|_| {
-                CoalesceError::Publish(PublishError::Upstream {
-                    detail: "the coalesced PutRecords call ended without an answer".to_owned(),
-                })
-            })?
-            .map_err(CoalesceError::Publish)
+        let answer = answer.await.map_err(|_| PublishError::Upstream {
+            detail: "the coalesced PutRecords call ended without an answer".to_owned(),
+        })?;
+        Ok(answer?)
     }
 
-    fn reserve(&self, bytes: usize) -> Result<Reservation, CoalesceError> {
+    fn reserve(&self, bytes: usize) -> Result<Reservation, IngestError> {
         let before = self.buffered.fetch_add(bytes, Ordering::AcqRel);
         // An empty buffer takes any request, so a request over the cap still gets through alone.
         if before > 0 && before + bytes > self.max_buffered {
             self.buffered.fetch_sub(bytes, Ordering::AcqRel);
             metrics::counter!(crate::metrics::COALESCE_OVERLOADED).increment(1);
-            return Err(CoalesceError::Overloaded {
+            return Err(IngestError::Overloaded {
                 buffered: before,
                 limit: self.max_buffered,
             });
@@ -548,73 +405,12 @@ async fn send_batch(ctx: LaneCtx, batch: Batch, _permit: OwnedSemaphorePermit) {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits {
-        max_records: 500,
-        max_record_size: 1024,
-        max_request_size: 4096,
-    };
-
-    fn settings(yaml: &str) -> CoalesceSettings {
-        #[derive(Deserialize)]
-        struct Root {
-            #[serde(default)]
-            coalesce: CoalesceSettings,
-        }
-        let root: Root = config::Config::builder()
-            .add_source(config::File::from_str(yaml, config::FileFormat::Yaml))
-            .build()
-            .unwrap()
-            .try_deserialize()
-            .unwrap();
-        root.coalesce
-    }
-
-    #[test]
-    fn coalescing_is_off_unless_enabled_globally_or_per_stream() {
-        assert_eq!(settings("other: 1"), CoalesceSettings::default());
-        assert_eq!(CoalesceSettings::default().lane_for("s", &LIMITS), None);
-
-        let s = settings(
-            "coalesce:\n  linger_ms: 3\n  streams:\n    - plain\n    - {name: tuned, linger_ms: 7}\n    - {name: off, enabled: false}\n",
-        );
-        let lane = s.lane_for("plain", &LIMITS).expect("a bare name enables");
-        assert_eq!(lane.linger, Duration::from_millis(3));
-        assert_eq!((lane.max_records, lane.max_bytes), (500, 4096));
-        assert_eq!(
-            s.lane_for("tuned", &LIMITS).unwrap().linger,
-            Duration::from_millis(7)
-        );
-        assert_eq!(s.lane_for("off", &LIMITS), None);
-        assert_eq!(s.lane_for("unlisted", &LIMITS), None);
-
-        let all =
-            settings("coalesce:\n  enabled: true\n  streams:\n    - {name: off, enabled: false}\n");
-        assert!(all.lane_for("unlisted", &LIMITS).is_some());
-        assert_eq!(all.lane_for("off", &LIMITS), None);
-    }
-
-    #[test]
-    fn settings_are_validated() {
-        assert!(CoalesceSettings::default().validate().is_ok());
-        for bad in [
-            "coalesce: {max_records: 0}",
-            "coalesce: {max_records: 501}",
-            "coalesce: {max_in_flight: 0}",
-            "coalesce: {max_buffered_bytes: 0}",
-            "coalesce: {streams: ['bad name!']}",
-        ] {
-            assert!(settings(bad).validate().is_err(), "{bad}");
-        }
-    }
-
     #[test]
     fn the_buffer_budget_refuses_beyond_the_cap_and_is_given_back() {
-        let mut s = Settings::load(std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/config"
-        )))
-        .unwrap();
-        s.coalesce.max_buffered_bytes = 100;
+        let s = CoalesceSettings {
+            max_buffered_bytes: 100,
+            ..CoalesceSettings::default()
+        };
         #[derive(Debug)]
         struct Never;
         #[async_trait::async_trait]
@@ -641,7 +437,7 @@ mod tests {
         let a = c.reserve(60).unwrap();
         assert!(matches!(
             c.reserve(60),
-            Err(CoalesceError::Overloaded {
+            Err(IngestError::Overloaded {
                 buffered: 60,
                 limit: 100
             })

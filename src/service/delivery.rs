@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use rand::Rng;
 
-use crate::config::RetryPolicy;
+use crate::config::{RetryPolicy, SplitPolicy};
 use crate::domain::{
     EntryOutcome, Limits, PutRecordOutcome, PutRecordsOutcome, Record, StreamName,
 };
@@ -55,7 +55,7 @@ pub(crate) async fn put_record(
     }
 }
 
-/// PutRecords for `records`: one call, or with `split` as many calls as the limits require.
+/// PutRecords for `records`: one call, or with `split` on as many calls as the limits require.
 /// `Err` only when no record was written and a call failed outright; otherwise every record's
 /// final outcome, in request order.
 pub(crate) async fn put_records(
@@ -63,10 +63,11 @@ pub(crate) async fn put_records(
     stream: &StreamName,
     records: &[Record],
     policy: &RetryPolicy,
+    split: &SplitPolicy,
     limits: &Limits,
     started: Instant,
 ) -> Result<PutRecordsOutcome, PublishError> {
-    let ranges = if policy.split_batches {
+    let ranges = if split.enabled {
         limits.chunks(records)
     } else {
         // One call for the whole batch (the limits were checked already).
@@ -75,7 +76,7 @@ pub(crate) async fn put_records(
     let chunk_count = ranges.len();
     let chunks: Vec<Chunk> = futures_util::stream::iter(ranges)
         .map(|range| send_chunk(publisher, stream, &records[range], policy, started))
-        .buffered(policy.split_concurrency)
+        .buffered(split.concurrency)
         .collect()
         .await;
     merge(chunks, chunk_count)
@@ -160,7 +161,7 @@ pub(crate) async fn send_chunk(
     }
     if let Some(e) = &chunk.error {
         for &i in &pending {
-            results[i] = Some(entry_failed_by(e));
+            results[i] = Some(e.as_entry());
         }
     }
     chunk.results = results
@@ -243,35 +244,6 @@ fn jittered_backoff(attempt: u32, policy: &RetryPolicy) -> Duration {
     cap.mul_f64(rand::rng().random::<f64>())
 }
 
-/// The per-record outcome of an entry whose last attempt was a failed call. Messages are
-/// generic where the error's own detail could expose internals.
-fn entry_failed_by(error: &PublishError) -> EntryOutcome {
-    let (code, message) = match error {
-        PublishError::Throttled { code, message } | PublishError::Rejected { code, message } => {
-            (code.clone(), message.clone())
-        }
-        PublishError::NotFound { message, .. } => {
-            ("ResourceNotFoundException".to_owned(), message.clone())
-        }
-        PublishError::Timeout { .. } => (
-            "InternalFailure".to_owned(),
-            "the PutRecords call timed out; the record may or may not have been written".to_owned(),
-        ),
-        PublishError::Unavailable { .. } => (
-            "InternalFailure".to_owned(),
-            "Kinesis could not be reached".to_owned(),
-        ),
-        PublishError::Upstream { .. } => (
-            "InternalFailure".to_owned(),
-            "upstream error; see the service log".to_owned(),
-        ),
-    };
-    EntryOutcome::Failed {
-        error_code: code,
-        error_message: message,
-    }
-}
-
 /// Counts records sent again (`kinesis_records_retried_total`).
 fn retried(stream: &StreamName, records: usize) {
     metrics::counter!(crate::metrics::RECORDS_RETRIED, "stream" => stream.to_string())
@@ -288,8 +260,6 @@ mod tests {
             deadline: Duration::from_millis(deadline_ms),
             base_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(40),
-            split_batches: false,
-            split_concurrency: 1,
         }
     }
 

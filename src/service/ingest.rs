@@ -12,9 +12,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::coalesce::{CoalesceError, Coalescer, LaneConfig};
-use super::delivery;
-use crate::config::Settings;
+use super::coalesce::Coalescer;
+use super::{IngestError, delivery};
+use crate::config::{LaneConfig, Settings, StreamSettings};
 use crate::domain::{
     EntryOutcome, Limits, PartitionKey, Payload, PutRecordOutcome, PutRecordsOutcome, Record,
     StreamName, ValidationError,
@@ -28,28 +28,6 @@ pub enum WriteOutcome {
     Batch(PutRecordsOutcome),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    #[error(transparent)]
-    Validation(#[from] ValidationError),
-    #[error(transparent)]
-    Publish(#[from] PublishError),
-    /// Coalescing's buffered-bytes budget is spent (503 `overloaded`, `Retry-After`).
-    #[error("{0}")]
-    Overloaded(String),
-}
-
-impl From<CoalesceError> for IngestError {
-    fn from(e: CoalesceError) -> Self {
-        match e {
-            CoalesceError::Publish(p) => Self::Publish(p),
-            overloaded @ CoalesceError::Overloaded { .. } => {
-                Self::Overloaded(overloaded.to_string())
-            }
-        }
-    }
-}
-
 #[derive(Debug)]
 pub struct IngestService {
     publisher: Arc<dyn KinesisPublisher>,
@@ -60,7 +38,7 @@ pub struct IngestService {
 impl IngestService {
     pub fn new(publisher: Arc<dyn KinesisPublisher>, settings: Arc<Settings>) -> Self {
         Self {
-            coalescer: Coalescer::new(publisher.clone(), &settings),
+            coalescer: Coalescer::new(publisher.clone(), &settings.coalesce),
             publisher,
             settings,
         }
@@ -70,6 +48,7 @@ impl IngestService {
     /// record; without it each call (single mode) or each record (batch mode) gets a UUID v4.
     /// `split` (the request's choice, else the stream's configuration) lets a batch over the call
     /// limits go out as several PutRecords calls instead of being refused.
+    /// Records that still failed after the retries count in `kinesis_records_failed_total`.
     #[tracing::instrument(name = "ingest.write", skip_all, fields(stream = %stream))]
     pub async fn write(
         &self,
@@ -78,12 +57,37 @@ impl IngestService {
         split: Option<bool>,
         payload: Payload,
     ) -> Result<WriteOutcome, IngestError> {
+        let records = payload.len();
+        let result = self.write_once(stream, partition_key, split, payload).await;
+        // Records that reached Kinesis' side of the contract and still failed.
+        let failed = match &result {
+            Ok(WriteOutcome::Batch(o)) => o.failed_record_count,
+            Err(IngestError::Publish(_)) => records,
+            Ok(WriteOutcome::Single(_)) | Err(_) => 0,
+        };
+        if failed > 0 {
+            metrics::counter!(crate::metrics::RECORDS_FAILED, "stream" => stream.to_string())
+                .increment(failed as u64);
+        }
+        result
+    }
+
+    async fn write_once(
+        &self,
+        stream: &StreamName,
+        partition_key: Option<&str>,
+        split: Option<bool>,
+        payload: Payload,
+    ) -> Result<WriteOutcome, IngestError> {
         let started = Instant::now();
-        let limits = self.settings.limits_for(stream.as_str());
-        let mut policy = self.settings.retry_policy_for(stream.as_str());
-        policy.split_batches = split.unwrap_or(policy.split_batches);
+        let StreamSettings {
+            limits,
+            retry: policy,
+            split: mut split_policy,
+            lane,
+        } = self.settings.stream(stream.as_str());
+        split_policy.enabled = split.unwrap_or(split_policy.enabled);
         let publisher = self.publisher.as_ref();
-        let lane = self.settings.coalesce.lane_for(stream.as_str(), &limits);
         match payload {
             Payload::Single(data) => {
                 let key = key_or_uuid(partition_key)?;
@@ -104,7 +108,7 @@ impl IngestService {
                 Ok(WriteOutcome::Single(outcome))
             }
             Payload::Batch(items) => {
-                if !policy.split_batches {
+                if !split_policy.enabled {
                     limits.check_count(items.len())?;
                 }
                 let given = partition_key.map(PartitionKey::parse).transpose()?;
@@ -115,7 +119,7 @@ impl IngestService {
                         partition_key: given.clone().unwrap_or_else(PartitionKey::generate),
                     })
                     .collect();
-                if policy.split_batches {
+                if split_policy.enabled {
                     limits.check_each(&records)?;
                 } else {
                     limits.check_batch(&records)?;
@@ -127,9 +131,16 @@ impl IngestService {
                         .await?;
                     return Ok(WriteOutcome::Batch(outcome));
                 }
-                let outcome =
-                    delivery::put_records(publisher, stream, &records, &policy, &limits, started)
-                        .await?;
+                let outcome = delivery::put_records(
+                    publisher,
+                    stream,
+                    &records,
+                    &policy,
+                    &split_policy,
+                    &limits,
+                    started,
+                )
+                .await?;
                 Ok(WriteOutcome::Batch(outcome))
             }
         }

@@ -1,7 +1,25 @@
 //! The service layer: what a write means, independent of HTTP (limits, key policy, retries).
 
-pub mod coalesce;
+mod coalesce;
 mod delivery;
 mod ingest;
 
-pub use ingest::{IngestError, IngestService, WriteOutcome};
+pub use ingest::{IngestService, WriteOutcome};
+
+use crate::domain::ValidationError;
+use crate::kinesis::PublishError;
+
+/// Why a write failed, in the service's terms. `error::ApiError` maps it to HTTP; this layer knows
+/// nothing of statuses.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// Coalescing's buffered-bytes budget is spent: the caller should come back later.
+    #[error(
+        "the service is holding {buffered} bytes of records for Kinesis (limit {limit}); retry later"
+    )]
+    Overloaded { buffered: usize, limit: usize },
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use fake_kinesis::{EntryVerdict, FakeKinesis, Plan};
 use futures_util::future::join_all;
 use kinesis_writer::config::Settings;
-use kinesis_writer::service::coalesce::StreamCoalesce;
+use kinesis_writer::config::StreamCoalesce;
 use serde_json::Value;
 
 use crate::helpers::{
