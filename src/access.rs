@@ -22,7 +22,7 @@ pub enum AccessError {
     #[error("this API key may not write stream {0:?}")]
     Forbidden(String),
     /// Not on the allowlist: answered like a missing stream (404), revealing nothing.
-    #[error("stream {0:?} not found")]
+    #[error("Stream {0} not found")]
     StreamNotAllowed(String),
 }
 

@@ -20,17 +20,285 @@ use crate::service::IngestError;
 /// Seconds a caller is asked to wait after a throttle or an unreachable Kinesis.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
-/// The class a Python caller would branch on: `except KinesisWriterError` for every limit and
-/// shape error (422, 413), as the Python class raised or should have raised.
-const KINESIS_WRITER_ERROR: &str = "KinesisWriterError";
-/// A malformed HTTP request (400, 404 route, 405, 415).
-const REQUEST_ERROR: &str = "RequestError";
-/// Kinesis, or the way to it, failed (404 stream, 429, 502, 503, 504).
-const UPSTREAM_ERROR: &str = "UpstreamError";
-/// This instance sheds load (503 `overloaded`): retry, ideally on another instance.
-const OVERLOADED_ERROR: &str = "OverloadedError";
-/// A bug in this service (500).
-const INTERNAL_ERROR: &str = "InternalError";
+/// The class a Python caller would branch on, like an exception class (API.md §3). It belongs to
+/// the problem's row in the error table, never to a status number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub enum ErrorClass {
+    /// Every limit and shape error (422, 413): what the Python class raised or should have raised.
+    KinesisWriterError,
+    /// A malformed, unauthenticated, forbidden or too slow HTTP request.
+    RequestError,
+    /// Kinesis, or the way to it, failed.
+    UpstreamError,
+    /// This instance sheds load: retry, ideally on another instance.
+    OverloadedError,
+    /// A bug in this service.
+    InternalError,
+}
+
+/// One row of the error table: everything a problem `code` always has, whatever its detail.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProblemType {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub title: &'static str,
+    pub class: ErrorClass,
+    /// The answer carries `Retry-After`.
+    pub retry_after: bool,
+    /// What the body says instead of the error's own words (5xx: those go to the log only).
+    pub public_detail: Option<&'static str>,
+    /// When it is answered, for the OpenAPI document.
+    pub when: &'static str,
+}
+
+impl ProblemType {
+    const fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        class: ErrorClass,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            title,
+            class,
+            retry_after: false,
+            public_detail: None,
+            when: "",
+        }
+    }
+
+    const fn when(mut self, when: &'static str) -> Self {
+        self.when = when;
+        self
+    }
+
+    const fn retry_after(mut self) -> Self {
+        self.retry_after = true;
+        self
+    }
+
+    const fn hidden(mut self, public_detail: &'static str) -> Self {
+        self.public_detail = Some(public_detail);
+        self
+    }
+}
+
+/// The error table: one row per problem `code` (README's error table lists the same rows).
+pub mod problems {
+    use super::ErrorClass::{
+        InternalError, KinesisWriterError, OverloadedError, RequestError, UpstreamError,
+    };
+    use super::ProblemType as P;
+    use axum::http::StatusCode as S;
+
+    pub const INVALID_STREAM_NAME: P = P::new(
+        S::BAD_REQUEST,
+        "invalid_stream_name",
+        "Invalid stream name",
+        RequestError,
+    )
+    .when("the stream name breaks the Kinesis naming rule");
+    pub const INVALID_QUERY_PARAMETER: P = P::new(
+        S::BAD_REQUEST,
+        "invalid_query_parameter",
+        "Invalid query parameter",
+        RequestError,
+    )
+    .when("a parameter is unknown, repeated, or not one of its allowed values");
+    pub const INVALID_BODY: P =
+        P::new(S::BAD_REQUEST, "invalid_body", "Invalid body", RequestError)
+            .when("not JSON, NaN/Infinity, invalid UTF-8, nested too deep, or unreadable");
+    pub const UNAUTHORIZED: P = P::new(
+        S::UNAUTHORIZED,
+        "unauthorized",
+        "Unauthorized",
+        RequestError,
+    )
+    .when("no valid API key (auth.required)");
+    pub const FORBIDDEN: P = P::new(S::FORBIDDEN, "forbidden", "Forbidden", RequestError)
+        .when("the API key may not write this stream");
+    pub const NOT_FOUND: P = P::new(S::NOT_FOUND, "not_found", "Not found", RequestError)
+        .when("no such route (or /metrics while metrics are off)");
+    /// Kinesis lacks the stream, or the allowlist does: one answer, revealing nothing.
+    pub const STREAM_NOT_FOUND: P = P::new(
+        S::NOT_FOUND,
+        "stream_not_found",
+        "Stream not found",
+        UpstreamError,
+    )
+    .when("the stream is not in Kinesis, or not on the allowlist");
+    pub const METHOD_NOT_ALLOWED: P = P::new(
+        S::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed",
+        RequestError,
+    )
+    .when("the route does not take this method");
+    pub const REQUEST_TIMEOUT: P = P::new(
+        S::REQUEST_TIMEOUT,
+        "request_timeout",
+        "Request timeout",
+        RequestError,
+    )
+    .when("the request took longer than server.request_timeout_ms");
+    pub const PAYLOAD_TOO_LARGE: P = P::new(
+        S::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "Payload too large",
+        KinesisWriterError,
+    )
+    .when("the body exceeds limits.body_limit_bytes");
+    pub const UNSUPPORTED_MEDIA_TYPE: P = P::new(
+        S::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "Unsupported media type",
+        RequestError,
+    )
+    .when("an unsupported Content-Type, or a Content-Encoding other than gzip, zstd or identity");
+    pub const DATA_MUST_BE_LIST: P = P::new(
+        S::UNPROCESSABLE_ENTITY,
+        "data_must_be_list",
+        "Data must be a list",
+        KinesisWriterError,
+    )
+    .when("batch mode and the body is not a JSON array");
+    pub const EMPTY_BATCH: P = P::new(
+        S::UNPROCESSABLE_ENTITY,
+        "empty_batch",
+        "Empty batch",
+        KinesisWriterError,
+    )
+    .when("batch mode and the array is empty");
+    pub const TOO_MANY_RECORDS: P = P::new(
+        S::UNPROCESSABLE_ENTITY,
+        "too_many_records",
+        "Too many records",
+        KinesisWriterError,
+    )
+    .when("more records than limits.max_records_per_request");
+    pub const INVALID_PARTITION_KEY: P = P::new(
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_partition_key",
+        "Invalid partition key",
+        KinesisWriterError,
+    )
+    .when("empty, or longer than 256 UTF-16 code units");
+    pub const RECORD_TOO_LARGE: P = P::new(
+        S::UNPROCESSABLE_ENTITY,
+        "record_too_large",
+        "Record too large",
+        KinesisWriterError,
+    )
+    .when("a record's data + key exceeds the stream's max record size");
+    pub const BATCH_TOO_LARGE: P = P::new(
+        S::UNPROCESSABLE_ENTITY,
+        "batch_too_large",
+        "Batch too large",
+        KinesisWriterError,
+    )
+    .when("the batch's data + keys exceed the stream's max request size");
+    pub const KINESIS_REJECTED: P = P::new(
+        S::UNPROCESSABLE_ENTITY,
+        "kinesis_rejected",
+        "Rejected by Kinesis",
+        KinesisWriterError,
+    )
+    .when("Kinesis refused the content (InvalidArgument/Validation)");
+    pub const THROTTLED: P = P::new(
+        S::TOO_MANY_REQUESTS,
+        "throttled",
+        "Throttled by Kinesis",
+        UpstreamError,
+    )
+    .retry_after()
+    .when("Kinesis throttled the write after the service's retries");
+    pub const INTERNAL_ERROR: P = P::new(
+        S::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "Internal error",
+        InternalError,
+    )
+    .hidden("An internal error occurred; it has been logged")
+    .when("a bug in the service");
+    pub const UPSTREAM_ERROR: P = P::new(
+        S::BAD_GATEWAY,
+        "upstream_error",
+        "Upstream error",
+        UpstreamError,
+    )
+    .hidden("Kinesis refused the service's request; the details are in the service's log")
+    .when("Kinesis refused the service itself (access, KMS, credentials)");
+    pub const UPSTREAM_UNAVAILABLE: P = P::new(
+        S::SERVICE_UNAVAILABLE,
+        "upstream_unavailable",
+        "Kinesis unavailable",
+        UpstreamError,
+    )
+    .retry_after()
+    .hidden("Kinesis could not be reached; retry later")
+    .when("Kinesis could not be reached, or had a fault");
+    pub const OVERLOADED: P = P::new(
+        S::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "Overloaded",
+        OverloadedError,
+    )
+    .retry_after()
+    .when("too many requests in flight, or coalescing's buffer is full");
+    /// `/health/ready`: the cause in general words; AWS's own stay in the log, where the
+    /// readiness task writes them once.
+    pub const NOT_READY: P = P::new(
+        S::SERVICE_UNAVAILABLE,
+        "not_ready",
+        "Not ready",
+        UpstreamError,
+    )
+    .retry_after()
+    .when("Kinesis cannot be called yet");
+    pub const UPSTREAM_TIMEOUT: P = P::new(
+        S::GATEWAY_TIMEOUT,
+        "upstream_timeout",
+        "Kinesis timed out",
+        UpstreamError,
+    )
+    .hidden("Kinesis did not answer in time; the write may or may not have happened")
+    .when("Kinesis did not answer in time");
+    /// Any other 4xx/5xx a layer we do not own answers with.
+    pub const HTTP_ERROR: P = P::new(S::BAD_REQUEST, "http_error", "HTTP error", RequestError)
+        .when("another error from a layer of the HTTP stack");
+
+    /// Every row, for documentation and tests.
+    pub const ALL: [&P; 26] = [
+        &INVALID_STREAM_NAME,
+        &INVALID_QUERY_PARAMETER,
+        &INVALID_BODY,
+        &UNAUTHORIZED,
+        &FORBIDDEN,
+        &NOT_FOUND,
+        &STREAM_NOT_FOUND,
+        &METHOD_NOT_ALLOWED,
+        &REQUEST_TIMEOUT,
+        &PAYLOAD_TOO_LARGE,
+        &UNSUPPORTED_MEDIA_TYPE,
+        &DATA_MUST_BE_LIST,
+        &EMPTY_BATCH,
+        &TOO_MANY_RECORDS,
+        &INVALID_PARTITION_KEY,
+        &RECORD_TOO_LARGE,
+        &BATCH_TOO_LARGE,
+        &KINESIS_REJECTED,
+        &THROTTLED,
+        &INTERNAL_ERROR,
+        &UPSTREAM_ERROR,
+        &UPSTREAM_UNAVAILABLE,
+        &OVERLOADED,
+        &NOT_READY,
+        &UPSTREAM_TIMEOUT,
+        &HTTP_ERROR,
+    ];
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -51,21 +319,24 @@ pub enum ApiError {
     #[error("internal error: {0}")]
     Internal(String),
     /// Coalescing's buffered-bytes budget is spent (`service::coalesce`).
-    #[error("{0}")]
-    Overloaded(String),
+    #[error(
+        "the service holds as many records for Kinesis as it may ({buffered} of {limit} bytes); retry later"
+    )]
+    Overloaded { buffered: usize, limit: usize },
     #[error(transparent)]
-    Access(#[from] crate::access::AccessError),
+    Access(#[from] AccessError),
     /// `server.max_concurrent_requests` are in flight: shed load rather than queue.
-    #[error("too many requests in flight")]
+    #[error("the service is handling as many requests as it may; retry later")]
     TooBusy,
 }
 
+/// The service layer's error is kept apart (it must not know HTTP) and flattens in here.
 impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> Self {
         match e {
             IngestError::Validation(v) => Self::Validation(v),
             IngestError::Publish(p) => Self::Publish(p),
-            IngestError::Overloaded(detail) => Self::Overloaded(detail),
+            IngestError::Overloaded { buffered, limit } => Self::Overloaded { buffered, limit },
         }
     }
 }
@@ -82,7 +353,7 @@ pub struct Problem {
     /// Stable, snake_case: branch on this.
     pub code: &'static str,
     /// `KinesisWriterError` on every 422 and 413.
-    pub error_class: &'static str,
+    pub error_class: ErrorClass,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,79 +366,33 @@ pub struct Problem {
     pub request_id: Option<String>,
     #[serde(skip)]
     retry_after: bool,
-    /// What went wrong in detail, for the log only (5xx bodies never echo it).
+    /// What went wrong in detail, for the log only.
     #[serde(skip)]
     log_detail: Option<String>,
 }
 
 impl Problem {
-    fn new(status: StatusCode, code: &'static str, title: &'static str, detail: String) -> Self {
-        let error_class = match status.as_u16() {
-            413 | 422 => KINESIS_WRITER_ERROR,
-            500 => INTERNAL_ERROR,
-            503 if code == "overloaded" => OVERLOADED_ERROR,
-            404 | 429 | 502..=504 if code != "not_found" => UPSTREAM_ERROR,
-            _ => REQUEST_ERROR,
+    /// A problem of `kind` whose body says `detail` (or the row's public detail, which hides it
+    /// and keeps it for the log).
+    pub fn new(kind: &ProblemType, detail: String) -> Self {
+        let (detail, log_detail) = match kind.public_detail {
+            Some(public) => (public.to_owned(), Some(detail)),
+            None => (detail, None),
         };
         Self {
-            type_uri: format!("urn:kinesis-writer:problem:{code}"),
-            title,
-            status: status.as_u16(),
+            type_uri: format!("urn:kinesis-writer:problem:{}", kind.code),
+            title: kind.title,
+            status: kind.status.as_u16(),
             detail,
-            code,
-            error_class,
+            code: kind.code,
+            error_class: kind.class,
             limit: None,
             actual: None,
             index: None,
             request_id: None,
-            retry_after: false,
-            log_detail: None,
+            retry_after: kind.retry_after,
+            log_detail,
         }
-    }
-
-    fn sizes(mut self, limit: usize, actual: usize, index: Option<usize>) -> Self {
-        (self.limit, self.actual, self.index) = (Some(limit), Some(actual), index);
-        self
-    }
-
-    /// 503 `overloaded` with `Retry-After`: this instance sheds load. One answer for every cause
-    /// (requests in flight, coalescing's byte budget, a layer's bare 503), only the detail differs.
-    fn overloaded(detail: &str) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "Overloaded",
-            detail.to_owned(),
-        )
-        .retry_after()
-    }
-
-    /// 404 `stream_not_found`, one answer whether Kinesis lacks the stream or the allowlist does.
-    fn stream_not_found(stream: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "stream_not_found",
-            "Stream not found",
-            format!("Stream {stream} not found"),
-        )
-    }
-
-    fn retry_after(mut self) -> Self {
-        self.retry_after = true;
-        self
-    }
-
-    /// A 5xx whose body says only `public`, while `detail` goes to the log.
-    fn hidden(
-        status: StatusCode,
-        code: &'static str,
-        title: &'static str,
-        public: &str,
-        detail: String,
-    ) -> Self {
-        let mut p = Self::new(status, code, title, public.to_owned());
-        p.log_detail = Some(detail);
-        p
     }
 
     fn status(&self) -> StatusCode {
@@ -176,169 +401,73 @@ impl Problem {
 }
 
 impl ApiError {
-    /// The one mapping from every error to its status, code and body.
-    pub fn problem(&self) -> Problem {
-        use StatusCode as S;
+    /// The error's row in the table.
+    pub fn kind(&self) -> &'static ProblemType {
         use ValidationError as V;
-        let detail = self.to_string();
+        use problems as p;
         match self {
             Self::Validation(v) => match v {
-                V::InvalidStreamName { .. } => Problem::new(
-                    S::BAD_REQUEST,
-                    "invalid_stream_name",
-                    "Invalid stream name",
-                    detail,
-                ),
-                V::InvalidQueryParameter(_) => Problem::new(
-                    S::BAD_REQUEST,
-                    "invalid_query_parameter",
-                    "Invalid query parameter",
-                    detail,
-                ),
-                V::InvalidBody(_) => {
-                    Problem::new(S::BAD_REQUEST, "invalid_body", "Invalid body", detail)
-                }
-                V::DataMustBeList => Problem::new(
-                    S::UNPROCESSABLE_ENTITY,
-                    "data_must_be_list",
-                    "Data must be a list",
-                    detail,
-                ),
-                V::EmptyBatch => Problem::new(
-                    S::UNPROCESSABLE_ENTITY,
-                    "empty_batch",
-                    "Empty batch",
-                    detail,
-                ),
-                V::TooManyRecords { limit, actual } => Problem::new(
-                    S::UNPROCESSABLE_ENTITY,
-                    "too_many_records",
-                    "Too many records",
-                    detail,
-                )
-                .sizes(*limit, *actual, None),
-                V::InvalidPartitionKey { limit, actual } => Problem::new(
-                    S::UNPROCESSABLE_ENTITY,
-                    "invalid_partition_key",
-                    "Invalid partition key",
-                    detail,
-                )
-                .sizes(*limit, *actual, None),
-                V::RecordTooLarge {
-                    index,
-                    limit,
-                    actual,
-                } => Problem::new(
-                    S::UNPROCESSABLE_ENTITY,
-                    "record_too_large",
-                    "Record too large",
-                    detail,
-                )
-                .sizes(*limit, *actual, Some(*index)),
-                V::BatchTooLarge { limit, actual } => Problem::new(
-                    S::UNPROCESSABLE_ENTITY,
-                    "batch_too_large",
-                    "Batch too large",
-                    detail,
-                )
-                .sizes(*limit, *actual, None),
+                V::InvalidStreamName { .. } => &p::INVALID_STREAM_NAME,
+                V::InvalidQueryParameter(_) => &p::INVALID_QUERY_PARAMETER,
+                V::InvalidBody(_) => &p::INVALID_BODY,
+                V::DataMustBeList => &p::DATA_MUST_BE_LIST,
+                V::EmptyBatch => &p::EMPTY_BATCH,
+                V::TooManyRecords { .. } => &p::TOO_MANY_RECORDS,
+                V::InvalidPartitionKey { .. } => &p::INVALID_PARTITION_KEY,
+                V::RecordTooLarge { .. } => &p::RECORD_TOO_LARGE,
+                V::BatchTooLarge { .. } => &p::BATCH_TOO_LARGE,
             },
-            Self::Publish(p) => match p {
-                // Kinesis' message names the stream's ARN, and so the AWS account: say which
-                // stream, and keep Kinesis' words for the log.
-                PublishError::NotFound { stream, message } => {
-                    let mut p = Problem::stream_not_found(stream);
-                    p.log_detail = Some(message.clone());
-                    p
-                }
-                PublishError::Throttled { message, .. } => Problem::new(
-                    S::TOO_MANY_REQUESTS,
-                    "throttled",
-                    "Throttled by Kinesis",
-                    message.clone(),
-                )
-                .retry_after(),
-                PublishError::Rejected { code, message } => Problem::new(
-                    S::UNPROCESSABLE_ENTITY,
-                    "kinesis_rejected",
-                    "Rejected by Kinesis",
-                    format!("{code}: {message}"),
-                ),
-                PublishError::Upstream { .. } => Problem::hidden(
-                    S::BAD_GATEWAY,
-                    "upstream_error",
-                    "Upstream error",
-                    "Kinesis refused the service's request; the details are in the service's log",
-                    detail,
-                ),
-                PublishError::Unavailable { .. } => Problem::hidden(
-                    S::SERVICE_UNAVAILABLE,
-                    "upstream_unavailable",
-                    "Kinesis unavailable",
-                    "Kinesis could not be reached; retry later",
-                    detail,
-                )
-                .retry_after(),
-                PublishError::Timeout { .. } => Problem::hidden(
-                    S::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
-                    "Kinesis timed out",
-                    "Kinesis did not answer in time; the write may or may not have happened",
-                    detail,
-                ),
+            Self::Publish(e) => match e {
+                PublishError::NotFound { .. } => &p::STREAM_NOT_FOUND,
+                PublishError::Throttled { .. } => &p::THROTTLED,
+                PublishError::Rejected { .. } => &p::KINESIS_REJECTED,
+                PublishError::Upstream { .. } => &p::UPSTREAM_ERROR,
+                PublishError::Unavailable { .. } => &p::UPSTREAM_UNAVAILABLE,
+                PublishError::Timeout { .. } => &p::UPSTREAM_TIMEOUT,
             },
-            Self::UnsupportedMediaType(_) => Problem::new(
-                S::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "Unsupported media type",
-                detail,
-            ),
-            Self::PayloadTooLarge { limit } => {
-                let mut p = Problem::new(
-                    S::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "Payload too large",
-                    detail,
-                );
-                p.limit = Some(*limit);
-                p
-            }
-            Self::RouteNotFound => Problem::new(S::NOT_FOUND, "not_found", "Not found", detail),
-            Self::MethodNotAllowed => Problem::new(
-                S::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "Method not allowed",
-                detail,
-            ),
-            Self::Overloaded(_) => Problem::overloaded(
-                "The service holds as many records for Kinesis as it may; retry later",
-            ),
-            Self::TooBusy => Problem::overloaded(
-                "The service is handling as many requests as it may; retry later",
-            ),
             Self::Access(a) => match a {
-                AccessError::Unauthenticated => {
-                    Problem::new(S::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
-                }
-                AccessError::Forbidden(_) => {
-                    Problem::new(S::FORBIDDEN, "forbidden", "Forbidden", detail)
-                }
-                // The same answer as a stream Kinesis does not have: the allowlist reveals nothing.
-                AccessError::StreamNotAllowed(stream) => Problem::stream_not_found(stream),
+                AccessError::Unauthenticated => &p::UNAUTHORIZED,
+                AccessError::Forbidden(_) => &p::FORBIDDEN,
+                AccessError::StreamNotAllowed(_) => &p::STREAM_NOT_FOUND,
             },
-            // The cause in general words; AWS's own (account ids, endpoints) stay in the log,
-            // where the readiness task writes them once.
-            Self::NotReady(_) => {
-                Problem::new(S::SERVICE_UNAVAILABLE, "not_ready", "Not ready", detail).retry_after()
-            }
-            Self::Internal(_) => Problem::hidden(
-                S::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "Internal error",
-                "An internal error occurred; it has been logged",
-                detail,
-            ),
+            Self::UnsupportedMediaType(_) => &p::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } => &p::PAYLOAD_TOO_LARGE,
+            Self::RouteNotFound => &p::NOT_FOUND,
+            Self::MethodNotAllowed => &p::METHOD_NOT_ALLOWED,
+            Self::NotReady(_) => &p::NOT_READY,
+            Self::Internal(_) => &p::INTERNAL_ERROR,
+            Self::Overloaded { .. } | Self::TooBusy => &p::OVERLOADED,
         }
+    }
+
+    /// The answer: the row, the error's own words as detail, and its typed fields.
+    pub fn problem(&self) -> Problem {
+        use ValidationError as V;
+        let mut problem = Problem::new(self.kind(), self.to_string());
+        match self {
+            Self::Validation(
+                V::TooManyRecords { limit, actual }
+                | V::InvalidPartitionKey { limit, actual }
+                | V::BatchTooLarge { limit, actual },
+            ) => (problem.limit, problem.actual) = (Some(*limit), Some(*actual)),
+            Self::Validation(V::RecordTooLarge {
+                index,
+                limit,
+                actual,
+            }) => {
+                (problem.limit, problem.actual, problem.index) =
+                    (Some(*limit), Some(*actual), Some(*index));
+            }
+            Self::PayloadTooLarge { limit } => problem.limit = Some(*limit),
+            // Kinesis' message names the stream's ARN, and so the AWS account: say which stream,
+            // and keep Kinesis' words for the log.
+            Self::Publish(PublishError::NotFound { stream, .. }) => {
+                problem.log_detail = Some(std::mem::take(&mut problem.detail));
+                problem.detail = format!("Stream {stream} not found");
+            }
+            _ => {}
+        }
+        problem
     }
 }
 
@@ -380,8 +509,6 @@ pub async fn problem_middleware(request: Request, next: Next) -> Response {
         return response;
     };
     match (&problem.log_detail, problem.status) {
-        // Readiness failures are logged once per transition by the probe, not per poll.
-        (_, _) if problem.code == "not_ready" => {}
         // Our bug or our setup: an operator must act.
         (Some(detail), 500 | 502) => {
             tracing::error!(code = problem.code, status = problem.status, detail = %detail, "Request failed");
@@ -406,34 +533,30 @@ fn bare_problem(status: StatusCode) -> Option<Problem> {
     if !(status.is_client_error() || status.is_server_error()) {
         return None;
     }
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        return Some(Problem::overloaded(
-            "the service is overloaded; retry later",
-        ));
-    }
-    let (code, title, detail) = match status.as_u16() {
+    let (kind, detail) = match status.as_u16() {
         408 => (
-            "request_timeout",
-            "Request timeout",
+            &problems::REQUEST_TIMEOUT,
             "the request took longer than the server allows",
         ),
         413 => (
-            "payload_too_large",
-            "Payload too large",
+            &problems::PAYLOAD_TOO_LARGE,
             "the request body is too large",
         ),
         415 => (
-            "unsupported_media_type",
-            "Unsupported media type",
+            &problems::UNSUPPORTED_MEDIA_TYPE,
             "unsupported Content-Encoding: send gzip, zstd or identity",
         ),
-        _ => (
-            "http_error",
-            "HTTP error",
-            "the request could not be handled",
+        500 => (&problems::INTERNAL_ERROR, "a layer answered 500"),
+        503 => (
+            &problems::OVERLOADED,
+            "the service is overloaded; retry later",
         ),
+        _ => (&problems::HTTP_ERROR, "the request could not be handled"),
     };
-    Some(Problem::new(status, code, title, detail.to_owned()))
+    let mut problem = Problem::new(kind, detail.to_owned());
+    // A status this table has no row for keeps its own number.
+    problem.status = status.as_u16();
+    Some(problem)
 }
 
 /// `problem` rendered once as the answer, keeping the headers `response` already carried (the
@@ -447,4 +570,139 @@ fn render_keeping_headers(response: Response, problem: Problem) -> Response {
     }
     *fresh.headers_mut() = parts.headers;
     fresh
+}
+
+/// A route's problem answers for its OpenAPI `responses`, drawn from the table: one response per
+/// status, naming the codes that answer with it, so the document cannot drift from the table.
+fn problem_responses(
+    codes: &[&str],
+) -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let mut by_status: std::collections::BTreeMap<u16, Vec<&ProblemType>> = Default::default();
+    for kind in problems::ALL.iter().filter(|k| codes.contains(&k.code)) {
+        by_status
+            .entry(kind.status.as_u16())
+            .or_default()
+            .push(kind);
+    }
+    by_status
+        .into_iter()
+        .map(|(status, kinds)| {
+            let description = kinds
+                .iter()
+                .map(|k| {
+                    let retry = if k.retry_after { " (Retry-After)" } else { "" };
+                    format!("`{}`: {}{retry}", k.code, k.when)
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            let content = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build();
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content("application/problem+json", content)
+                .build();
+            (status.to_string(), response.into())
+        })
+        .collect()
+}
+
+/// The problem answers of `POST /streams/{stream}/records`.
+pub(crate) struct WriteProblems;
+
+impl utoipa::IntoResponses for WriteProblems {
+    fn responses()
+    -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        let codes: Vec<&str> = problems::ALL
+            .iter()
+            .map(|k| k.code)
+            // Not answers of this route: readiness, unknown routes, other layers' statuses.
+            .filter(|c| !matches!(*c, "not_ready" | "not_found" | "http_error"))
+            .collect();
+        problem_responses(&codes)
+    }
+}
+
+/// The problem answer of `GET /health/ready`.
+pub(crate) struct ReadyProblems;
+
+impl utoipa::IntoResponses for ReadyProblems {
+    fn responses()
+    -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        problem_responses(&["not_ready"])
+    }
+}
+
+/// The problem answers of `GET /metrics`.
+pub(crate) struct MetricsProblems;
+
+impl utoipa::IntoResponses for MetricsProblems {
+    fn responses()
+    -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        problem_responses(&["unauthorized", "not_found"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_has_one_row_per_code_and_classes_follow_api_md() {
+        let mut codes: Vec<_> = problems::ALL.iter().map(|k| k.code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), problems::ALL.len(), "a code appears twice");
+        for kind in problems::ALL {
+            let status = kind.status.as_u16();
+            // API.md §3: KinesisWriterError on every 422 and 413, and only there.
+            assert_eq!(
+                kind.class == ErrorClass::KinesisWriterError,
+                status == 422 || status == 413,
+                "{}",
+                kind.code
+            );
+            // 5xx bodies never echo internal detail, except where the words are our own.
+            if status >= 500 && !matches!(kind.code, "overloaded" | "not_ready") {
+                assert!(kind.public_detail.is_some(), "{}", kind.code);
+            }
+        }
+    }
+
+    #[test]
+    fn readme_lists_every_code() {
+        let readme = include_str!("../README.md");
+        for kind in problems::ALL.iter().filter(|k| k.code != "http_error") {
+            assert!(
+                readme.contains(&format!("`{}`", kind.code)),
+                "README's error table lacks `{}`",
+                kind.code
+            );
+        }
+    }
+
+    #[test]
+    fn typed_details_reach_the_body() {
+        let p = ApiError::Validation(ValidationError::RecordTooLarge {
+            index: 3,
+            limit: 10,
+            actual: 11,
+        })
+        .problem();
+        assert_eq!((p.limit, p.actual, p.index), (Some(10), Some(11), Some(3)));
+        let p = ApiError::Publish(PublishError::NotFound {
+            stream: "s".into(),
+            message: "arn:aws:kinesis:us-east-1:123456789012:stream/s".into(),
+        })
+        .problem();
+        assert_eq!(p.detail, "Stream s not found");
+        assert!(p.log_detail.unwrap().contains("123456789012"));
+        let p = ApiError::Publish(PublishError::Upstream {
+            detail: "AccessDenied for role x".into(),
+        })
+        .problem();
+        assert!(!p.detail.contains("role x"));
+        assert_eq!(p.error_class, ErrorClass::UpstreamError);
+    }
 }

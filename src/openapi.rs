@@ -12,6 +12,7 @@ pub const HEALTH_TAG: &str = "health";
         description = "HTTP front door to AWS Kinesis Data Streams: the HTTP form of the Python KinesisWriter class. Errors are RFC 9457 problem+json with a stable `code`.",
         license(name = "MIT", identifier = "MIT")
     ),
+    components(schemas(crate::error::Problem, crate::error::ErrorClass)),
     tags(
         (name = RECORDS_TAG, description = "Write records to a Kinesis stream"),
         (name = HEALTH_TAG, description = "Liveness and readiness"),

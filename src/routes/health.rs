@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -31,7 +31,7 @@ pub(crate) async fn live() -> Json<HealthStatus> {
 #[utoipa::path(get, path = "/health/ready", tag = crate::openapi::HEALTH_TAG,
     responses(
         (status = 200, description = "Ready", body = HealthStatus),
-        (status = 503, description = "not_ready", body = Problem, content_type = "application/problem+json"),
+        crate::error::ReadyProblems,
     ))]
 pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<HealthStatus>, ApiError> {
     match state.readiness.current() {
@@ -46,8 +46,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<HealthSt
 #[utoipa::path(get, path = "/metrics", tag = crate::openapi::HEALTH_TAG,
     responses(
         (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
-        (status = 401, description = "unauthorized (metrics.require_auth)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not_found: metrics disabled", body = Problem, content_type = "application/problem+json"),
+        crate::error::MetricsProblems,
     ))]
 pub(crate) async fn metrics(
     State(state): State<AppState>,
