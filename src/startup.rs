@@ -82,6 +82,12 @@ impl Application {
         })
     }
 
+    /// The application's router with its state and middleware, for driving it without a socket
+    /// (`tower::ServiceExt::oneshot`); the listener is untouched.
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
     /// The port actually bound (useful with `server.port = 0`).
     pub fn port(&self) -> u16 {
         self.port

@@ -1,7 +1,8 @@
 //! Property tests (proptest) over the pure domain and over the HTTP router with a fake publisher.
 //!
-//! No emulator: the router is built by `Application::build_with_publisher` around `FakePublisher`,
-//! which accepts every write and records what it was given. Each property runs 256 cases by default
+//! No emulator and no socket: the router is built by `Application::build_with_publisher` around
+//! `FakePublisher`, which accepts every write and records what it was given, and each request is
+//! driven through it with `tower::ServiceExt::oneshot` (the router's middleware stack included). Each property runs 256 cases by default
 //! (`PROPTEST_CASES` overrides); failures are not persisted to disk, the shrunk case is printed.
 //!
 //! Properties:
@@ -117,8 +118,7 @@ impl KinesisPublisher for FakePublisher {
 
 /// The service on a free loopback port around a fresh fake.
 struct App {
-    base: String,
-    http: reqwest::Client,
+    router: axum::Router,
     fake: Arc<FakePublisher>,
     body_limit: usize,
     limits: ModelLimits,
@@ -146,17 +146,14 @@ fn app(tweak: impl FnOnce(&mut Settings)) -> App {
     };
     let fake = Arc::new(FakePublisher::default());
     let publisher: Arc<dyn KinesisPublisher> = fake.clone();
-    let base = runtime().block_on(async move {
-        let app = Application::build_with_publisher(settings, publisher)
+    let router = runtime().block_on(async move {
+        Application::build_with_publisher(settings, publisher)
             .await
-            .expect("app builds");
-        let base = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped(std::future::pending()));
-        base
+            .expect("app builds")
+            .router()
     });
     App {
-        base,
-        http: reqwest::Client::new(),
+        router,
         fake,
         body_limit,
         limits,
@@ -185,26 +182,42 @@ impl Answer {
 impl App {
     /// POSTs `body` to `path_and_query` (already encoded) with an optional raw Content-Type.
     fn post(&self, path_and_query: &str, content_type: Option<&[u8]>, body: Vec<u8>) -> Answer {
-        let url = format!("{}{}", self.base, path_and_query);
+        use tower::ServiceExt;
+        // Normalised as an HTTP client would send it (e.g. a space in the query becomes %20).
+        let url = reqwest::Url::parse(&format!("http://127.0.0.1{path_and_query}"))
+            .unwrap_or_else(|e| panic!("POST {path_and_query}: {e}"));
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let mut request = axum::http::Request::post(target);
+        if let Some(ct) = content_type {
+            request = request.header(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_bytes(ct).expect("valid header value"),
+            );
+        }
+        let request = request
+            .header(axum::http::header::CONTENT_LENGTH, body.len())
+            .body(axum::body::Body::from(body))
+            .unwrap_or_else(|e| panic!("POST {path_and_query}: {e}"));
         runtime().block_on(async {
-            let mut req = self.http.post(&url).body(body);
-            if let Some(ct) = content_type {
-                req = req.header(
-                    reqwest::header::CONTENT_TYPE,
-                    reqwest::header::HeaderValue::from_bytes(ct).expect("valid header value"),
-                );
-            }
-            let resp = req
-                .send()
+            let response = self
+                .router
+                .clone()
+                .oneshot(request)
                 .await
-                .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-            let status = resp.status().as_u16();
-            let content_type = resp
+                .expect("the router is infallible");
+            let status = response.status().as_u16();
+            let content_type = response
                 .headers()
-                .get(reqwest::header::CONTENT_TYPE)
+                .get(axum::http::header::CONTENT_TYPE)
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                 .unwrap_or_default();
-            let body = resp.bytes().await.expect("body").to_vec();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .expect("body")
+                .to_vec();
             Answer {
                 status,
                 content_type,

@@ -411,29 +411,8 @@ mod tests {
             max_buffered_bytes: 100,
             ..CoalesceSettings::default()
         };
-        #[derive(Debug)]
-        struct Never;
-        #[async_trait::async_trait]
-        impl KinesisPublisher for Never {
-            async fn put_record(
-                &self,
-                _: &StreamName,
-                _: &Record,
-            ) -> Result<crate::domain::PutRecordOutcome, PublishError> {
-                unreachable!()
-            }
-            async fn put_records(
-                &self,
-                _: &StreamName,
-                _: &[Record],
-            ) -> Result<PutRecordsOutcome, PublishError> {
-                unreachable!()
-            }
-            async fn probe(&self) -> crate::kinesis::ProbeResult {
-                unreachable!()
-            }
-        }
-        let c = Coalescer::new(Arc::new(Never), &s);
+        let publisher = Arc::new(crate::service::testing::RecordingPublisher::default());
+        let c = Coalescer::new(publisher, &s);
         let a = c.reserve(60).unwrap();
         assert!(matches!(
             c.reserve(60),

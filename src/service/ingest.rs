@@ -195,3 +195,174 @@ struct EntryFailed(String);
 fn key_or_uuid(given: Option<&str>) -> Result<PartitionKey, ValidationError> {
     given.map_or_else(|| Ok(PartitionKey::generate()), PartitionKey::parse)
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::service::testing::{Call, RecordingPublisher};
+
+    fn service(tweak: impl FnOnce(&mut Settings)) -> (IngestService, Arc<RecordingPublisher>) {
+        let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
+        let mut settings = Settings::load(dir).unwrap();
+        settings.delivery.base_backoff_ms = 1;
+        settings.delivery.max_backoff_ms = 2;
+        tweak(&mut settings);
+        let publisher = Arc::new(RecordingPublisher::default());
+        let service = IngestService::new(publisher.clone(), Arc::new(settings));
+        (service, publisher)
+    }
+
+    fn stream() -> StreamName {
+        StreamName::parse("s").unwrap()
+    }
+
+    fn batch(items: &[&str]) -> Payload {
+        Payload::Batch(items.iter().map(|i| Bytes::from(i.to_string())).collect())
+    }
+
+    fn written(outcome: &PutRecordsOutcome) -> usize {
+        outcome.records.iter().filter(|e| e.is_written()).count()
+    }
+
+    #[tokio::test]
+    async fn a_single_record_is_one_put_record_directly() {
+        let (service, publisher) = service(|_| {});
+        let outcome = service
+            .write(
+                &stream(),
+                Some("k"),
+                None,
+                Payload::Single(Bytes::from("a")),
+            )
+            .await
+            .unwrap();
+        let WriteOutcome::Single(o) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(o.sequence_number, "1");
+        let calls = publisher.calls();
+        let [Call::PutRecord(r)] = &calls[..] else {
+            panic!("one PutRecord: {calls:?}")
+        };
+        assert_eq!((&r.data[..], r.partition_key.as_str()), (&b"a"[..], "k"));
+    }
+
+    #[tokio::test]
+    async fn a_coalesced_single_record_answers_as_put_record_would() {
+        let (service, publisher) = service(|s| s.coalesce.enabled = true);
+        let outcome = service
+            .write(&stream(), None, None, Payload::Single(Bytes::from("a")))
+            .await
+            .unwrap();
+        // The PutRecords entry becomes the PutRecord answer: same shard, sequence number, shape.
+        assert_eq!(
+            outcome,
+            WriteOutcome::Single(PutRecordOutcome {
+                shard_id: "shardId-000000000000".into(),
+                sequence_number: "1000".into(),
+                encryption_type: Some("NONE".into()),
+                request_id: Some("req".into()),
+            })
+        );
+        assert!(matches!(&publisher.calls()[..], [Call::PutRecords(r)] if r.len() == 1));
+    }
+
+    #[tokio::test]
+    async fn a_coalesced_single_failure_is_the_error_put_record_would_raise() {
+        let (service, _) = service(|s| {
+            s.coalesce.enabled = true;
+            s.delivery.max_attempts = 1;
+        });
+        type Check = fn(&PublishError) -> bool;
+        let cases: [(&str, Check); 3] = [
+            ("fail:ProvisionedThroughputExceededException", |e| {
+                matches!(e, PublishError::Throttled { .. })
+            }),
+            ("fail:InternalFailure", |e| {
+                matches!(e, PublishError::Unavailable { .. })
+            }),
+            ("fail:InvalidArgumentException", |e| {
+                matches!(e, PublishError::Rejected { .. })
+            }),
+        ];
+        for (data, expected) in cases {
+            let result = service
+                .write(&stream(), None, None, Payload::Single(Bytes::from(data)))
+                .await;
+            match result {
+                Err(IngestError::Publish(e)) => assert!(expected(&e), "{data}: {e:?}"),
+                other => panic!("{data}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_over_the_count_limit_is_refused_unless_split() {
+        let items = ["1", "2", "3", "4", "5", "6", "7"];
+        let (service, publisher) = service(|s| s.limits.max_records_per_request = 3);
+        let refused = service.write(&stream(), None, None, batch(&items)).await;
+        assert!(matches!(
+            refused,
+            Err(IngestError::Validation(ValidationError::TooManyRecords {
+                limit: 3,
+                actual: 7
+            }))
+        ));
+        assert!(
+            publisher.calls().is_empty(),
+            "nothing sent before the checks pass"
+        );
+
+        let outcome = service
+            .write(&stream(), None, Some(true), batch(&items))
+            .await
+            .unwrap();
+        let WriteOutcome::Batch(o) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(
+            (o.records.len(), written(&o), o.failed_record_count),
+            (7, 7, 0)
+        );
+        let sizes: Vec<usize> = publisher
+            .calls()
+            .iter()
+            .map(|c| match c {
+                Call::PutRecords(r) => r.len(),
+                Call::PutRecord(_) => 1,
+            })
+            .collect();
+        assert_eq!(sizes, [3, 3, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_too_large_for_one_call_bypasses_coalescing_and_keeps_its_order() {
+        let (service, publisher) = service(|s| {
+            s.coalesce.enabled = true;
+            s.limits.max_records_per_request = 2;
+            s.delivery.split_batches = true;
+        });
+        let outcome = service
+            .write(
+                &stream(),
+                None,
+                None,
+                batch(&["a", "fail:InvalidArgumentException", "c"]),
+            )
+            .await
+            .unwrap();
+        let WriteOutcome::Batch(o) = outcome else {
+            panic!("{outcome:?}")
+        };
+        // Split into [a, fail] and [c] directly, merged back in request order.
+        assert_eq!(publisher.calls().len(), 2);
+        assert_eq!(o.failed_record_count, 1);
+        assert!(o.records[0].is_written() && o.records[2].is_written());
+        assert!(
+            matches!(&o.records[1], EntryOutcome::Failed { error_code, .. }
+            if error_code == "InvalidArgumentException")
+        );
+    }
+}

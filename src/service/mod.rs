@@ -3,6 +3,8 @@
 mod coalesce;
 mod delivery;
 mod ingest;
+#[cfg(test)]
+mod testing;
 
 pub use ingest::{IngestService, WriteOutcome};
 
