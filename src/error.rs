@@ -199,6 +199,27 @@ pub mod problems {
         KinesisWriterError,
     )
     .when("the batch's data + keys exceed the stream's max request size");
+    pub const INVALID_ENVELOPE: P = P::new(
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_envelope",
+        "Invalid envelope",
+        KinesisWriterError,
+    )
+    .when("envelope=true and a record is not {\"data\": …} or {\"data_base64\": …} with optional string keys");
+    pub const PARTITION_KEY_NOT_FOUND: P = P::new(
+        S::UNPROCESSABLE_ENTITY,
+        "partition_key_not_found",
+        "Partition key not found",
+        KinesisWriterError,
+    )
+    .when("partition_key_pointer finds nothing, null, an object or an array in a record (or its data is not JSON)");
+    pub const INVALID_EXPLICIT_HASH_KEY: P = P::new(
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_explicit_hash_key",
+        "Invalid explicit hash key",
+        KinesisWriterError,
+    )
+    .when("an explicit hash key is not a decimal from 0 to 2^128-1 without leading zeros");
     pub const KINESIS_REJECTED: P = P::new(
         S::UNPROCESSABLE_ENTITY,
         "kinesis_rejected",
@@ -270,7 +291,7 @@ pub mod problems {
         .when("another error from a layer of the HTTP stack");
 
     /// Every row, for documentation and tests.
-    pub const ALL: [&P; 26] = [
+    pub const ALL: [&P; 29] = [
         &INVALID_STREAM_NAME,
         &INVALID_QUERY_PARAMETER,
         &INVALID_BODY,
@@ -288,6 +309,9 @@ pub mod problems {
         &INVALID_PARTITION_KEY,
         &RECORD_TOO_LARGE,
         &BATCH_TOO_LARGE,
+        &INVALID_ENVELOPE,
+        &PARTITION_KEY_NOT_FOUND,
+        &INVALID_EXPLICIT_HASH_KEY,
         &KINESIS_REJECTED,
         &THROTTLED,
         &INTERNAL_ERROR,
@@ -361,6 +385,9 @@ pub struct Problem {
     /// The offending record's position in the request (0 in single mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
+    /// The offending line of an NDJSON body, counted from 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
     /// The service's request id (also in the `x-request-id` header).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
@@ -389,6 +416,7 @@ impl Problem {
             limit: None,
             actual: None,
             index: None,
+            line: None,
             request_id: None,
             retry_after: kind.retry_after,
             log_detail,
@@ -409,7 +437,10 @@ impl ApiError {
             Self::Validation(v) => match v {
                 V::InvalidStreamName { .. } => &p::INVALID_STREAM_NAME,
                 V::InvalidQueryParameter(_) => &p::INVALID_QUERY_PARAMETER,
-                V::InvalidBody(_) => &p::INVALID_BODY,
+                V::InvalidBody(_) | V::InvalidLine { .. } => &p::INVALID_BODY,
+                V::InvalidEnvelope { .. } => &p::INVALID_ENVELOPE,
+                V::PartitionKeyNotFound { .. } => &p::PARTITION_KEY_NOT_FOUND,
+                V::InvalidExplicitHashKey { .. } => &p::INVALID_EXPLICIT_HASH_KEY,
                 V::DataMustBeList => &p::DATA_MUST_BE_LIST,
                 V::EmptyBatch => &p::EMPTY_BATCH,
                 V::TooManyRecords { .. } => &p::TOO_MANY_RECORDS,
@@ -446,10 +477,21 @@ impl ApiError {
         let mut problem = Problem::new(self.kind(), self.to_string());
         match self {
             Self::Validation(
-                V::TooManyRecords { limit, actual }
-                | V::InvalidPartitionKey { limit, actual }
-                | V::BatchTooLarge { limit, actual },
+                V::TooManyRecords { limit, actual } | V::BatchTooLarge { limit, actual },
             ) => (problem.limit, problem.actual) = (Some(*limit), Some(*actual)),
+            Self::Validation(V::InvalidPartitionKey {
+                limit,
+                actual,
+                index,
+            }) => {
+                (problem.limit, problem.actual, problem.index) =
+                    (Some(*limit), Some(*actual), *index);
+            }
+            Self::Validation(
+                V::InvalidEnvelope { index, .. } | V::PartitionKeyNotFound { index, .. },
+            ) => problem.index = Some(*index),
+            Self::Validation(V::InvalidExplicitHashKey { index, .. }) => problem.index = *index,
+            Self::Validation(V::InvalidLine { line, .. }) => problem.line = Some(*line),
             Self::Validation(V::RecordTooLarge {
                 index,
                 limit,

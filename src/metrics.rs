@@ -187,9 +187,10 @@ impl KinesisPublisher for MeteredPublisher {
         &self,
         stream: &StreamName,
         record: &Record,
+        ordering: Option<&str>,
     ) -> Result<PutRecordOutcome, PublishError> {
         let started = Instant::now();
-        let result = self.inner.put_record(stream, record).await;
+        let result = self.inner.put_record(stream, record, ordering).await;
         record_call("PutRecord", stream, started, result.as_ref().err());
         if result.is_ok() {
             record_written(stream, 1, record.size() as u64);

@@ -74,6 +74,7 @@ impl KinesisPublisher for FakePublisher {
         &self,
         stream: &StreamName,
         record: &Record,
+        _: Option<&str>,
     ) -> Result<PutRecordOutcome, PublishError> {
         self.calls.lock().unwrap().push(Call {
             stream: stream.as_str().to_owned(),
@@ -935,14 +936,14 @@ fn app_for(test: &'static str) -> &'static App {
 
 fn single(kind: BodyKind, body: &[u8]) -> Result<Bytes, ValidationError> {
     match Payload::single(kind, Bytes::copy_from_slice(body))? {
-        Payload::Single(b) => Ok(b),
+        Payload::Single(item) => item.into_data(),
         Payload::Batch(_) => unreachable!("single gave a batch"),
     }
 }
 
 fn batch(body: &[u8]) -> Result<Vec<Bytes>, ValidationError> {
     match Payload::batch(&Bytes::copy_from_slice(body))? {
-        Payload::Batch(b) => Ok(b),
+        Payload::Batch(items) => items.into_iter().map(|i| i.into_data()).collect(),
         Payload::Single(_) => unreachable!("batch gave a single"),
     }
 }
@@ -1023,14 +1024,14 @@ proptest! {
     #[test]
     fn c_partition_key_acceptance_is_utf16_length(key in arb_key()) {
         let units = key.encode_utf16().count();
-        match PartitionKey::parse(&key) {
+        match PartitionKey::parse(&key, None) {
             Ok(k) => {
                 prop_assert!((1..=256).contains(&units), "accepted {} units", units);
                 prop_assert_eq!(k.as_str(), key.as_str());
             }
             Err(e) => {
                 prop_assert!(!(1..=256).contains(&units), "refused {} units", units);
-                prop_assert_eq!(e, ValidationError::InvalidPartitionKey { limit: 256, actual: units });
+                prop_assert_eq!(e, ValidationError::InvalidPartitionKey { limit: 256, actual: units, index: None });
             }
         }
     }

@@ -51,7 +51,13 @@ impl Limits {
     /// `batch_too_large` (API.md's order). Keys are counted in UTF-8 bytes, as in single mode (the
     /// Python class counted characters here).
     pub fn check_batch(&self, records: &[Record]) -> Result<(), ValidationError> {
-        let total = self.check_each(records)?;
+        self.check_each(records)?;
+        self.check_total(records)
+    }
+
+    /// A PutRecords batch's total against the request-size limit (`batch_too_large`).
+    pub fn check_total(&self, records: &[Record]) -> Result<(), ValidationError> {
+        let total: usize = records.iter().map(Record::size).sum();
         if total > self.max_request_size {
             return Err(ValidationError::BatchTooLarge {
                 limit: self.max_request_size,
@@ -104,7 +110,8 @@ mod tests {
     fn record(data_len: usize, key: &str) -> Record {
         Record {
             data: Bytes::from(vec![b'x'; data_len]),
-            partition_key: PartitionKey::parse(key).unwrap(),
+            partition_key: PartitionKey::parse(key, None).unwrap(),
+            explicit_hash_key: None,
         }
     }
 

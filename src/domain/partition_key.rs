@@ -11,13 +11,15 @@ pub struct PartitionKey(String);
 
 impl PartitionKey {
     /// A caller-supplied key: 1–256 UTF-16 code units. An over-long key is refused, never cut,
-    /// because cutting would silently change which shard the caller's records land on.
-    pub fn parse(key: &str) -> Result<Self, ValidationError> {
+    /// because cutting would silently change which shard the caller's records land on. `index`
+    /// is the record whose own key it is (`None` for the request's `partition_key`).
+    pub fn parse(key: &str, index: Option<usize>) -> Result<Self, ValidationError> {
         let units = key.encode_utf16().count();
         if units == 0 || units > MAX_PARTITION_KEY_LEN {
             return Err(ValidationError::InvalidPartitionKey {
                 limit: MAX_PARTITION_KEY_LEN,
                 actual: units,
+                index,
             });
         }
         Ok(Self(key.to_owned()))
@@ -49,13 +51,15 @@ mod tests {
             (&"😀".repeat(129), Err(258)),
         ];
         for (key, want) in cases {
-            let got = PartitionKey::parse(key).map(|_| ()).map_err(|e| match e {
-                ValidationError::InvalidPartitionKey { actual, limit } => {
-                    assert_eq!(limit, 256);
-                    actual
-                }
-                other => panic!("unexpected {other:?}"),
-            });
+            let got = PartitionKey::parse(key, None)
+                .map(|_| ())
+                .map_err(|e| match e {
+                    ValidationError::InvalidPartitionKey { actual, limit, .. } => {
+                        assert_eq!(limit, 256);
+                        actual
+                    }
+                    other => panic!("unexpected {other:?}"),
+                });
             assert_eq!(&got, want, "key of {} chars", key.chars().count());
         }
     }

@@ -25,17 +25,57 @@ pub enum WriteMode {
 pub enum BodyKind {
     /// One JSON value (single mode) or a JSON array of values (batch mode).
     Json,
+    /// One JSON value per line (`application/x-ndjson`, `application/jsonl`): always a batch.
+    Ndjson,
     /// UTF-8 text taken verbatim, like a Python `str`.
     Text,
     /// Bytes taken verbatim, like a Python `bytes`.
     Binary,
 }
 
-/// Record data before partition keys are assigned.
+/// One record as the body gave it, before its key is settled (`domain::rules`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A JSON value: its text as sent, sliced from the body (validated UTF-8 JSON).
+    Json(Bytes),
+    /// Bytes taken verbatim: a text/plain or octet-stream body, or an envelope's `data_base64`.
+    Raw(Bytes),
+}
+
+impl Item {
+    /// The record's data (API.md §1): a JSON string is its decoded text, any other JSON value its
+    /// text exactly as sent, raw bytes as they are.
+    pub fn into_data(self) -> Result<Bytes, ValidationError> {
+        let json = match self {
+            Self::Raw(bytes) => return Ok(bytes),
+            Self::Json(json) => json,
+        };
+        let Some(inner) = json.strip_prefix(b"\"").and_then(|t| t.strip_suffix(b"\"")) else {
+            return Ok(json);
+        };
+        if memchr::memchr(b'\\', inner).is_none() {
+            return Ok(json.slice_ref(inner));
+        }
+        // Escapes must be decoded; a lone surrogate (`"\ud800"`) has no UTF-8 form and is refused.
+        let decoded: String = serde_json::from_slice(&json).map_err(|e| invalid_json(&e))?;
+        Ok(Bytes::from(decoded))
+    }
+
+    /// The JSON text, for look-ups inside the record (`None` for raw bytes).
+    pub fn json(&self) -> Option<&str> {
+        match self {
+            // Sliced from a body that was checked to be UTF-8 (or from an envelope inside one).
+            Self::Json(json) => std::str::from_utf8(json).ok(),
+            Self::Raw(_) => None,
+        }
+    }
+}
+
+/// The records a request body carries, before partition keys are assigned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
-    Single(Bytes),
-    Batch(Vec<Bytes>),
+    Single(Item),
+    Batch(Vec<Item>),
 }
 
 impl Payload {
@@ -54,20 +94,20 @@ impl Payload {
 
     /// One record from the whole body.
     pub fn single(kind: BodyKind, body: Bytes) -> Result<Self, ValidationError> {
-        let data = match kind {
-            BodyKind::Binary => body,
+        let item = match kind {
+            BodyKind::Binary => Item::Raw(body),
             BodyKind::Text => {
                 utf8(&body)?;
-                body
+                Item::Raw(body)
             }
-            BodyKind::Json => {
+            BodyKind::Json | BodyKind::Ndjson => {
                 let text = utf8(&body)?;
                 check_json(text, MAX_JSON_DEPTH)?;
                 let raw: &RawValue = serde_json::from_str(text).map_err(|e| invalid_json(&e))?;
-                record_data(&body, raw)?
+                Item::Json(body.slice_ref(raw.get().as_bytes()))
             }
         };
-        Ok(Self::Single(data))
+        Ok(Self::Single(item))
     }
 
     /// One record per element of a top-level JSON array.
@@ -88,11 +128,38 @@ impl Payload {
         if items.is_empty() {
             return Err(ValidationError::EmptyBatch);
         }
-        let data = items
-            .into_iter()
-            .map(|raw| record_data(body, raw))
-            .collect::<Result<_, _>>()?;
-        Ok(Self::Batch(data))
+        Ok(Self::Batch(
+            items
+                .into_iter()
+                .map(|raw| Item::Json(body.slice_ref(raw.get().as_bytes())))
+                .collect(),
+        ))
+    }
+
+    /// One record per line of JSON (`\n` or `\r\n`; blank lines skipped; a last line without a
+    /// newline counts). Each line is checked and sliced as a raw value, never built into a tree; a
+    /// bad line is refused with its 1-based number.
+    pub fn ndjson(body: &Bytes) -> Result<Self, ValidationError> {
+        let text = utf8(body)?;
+        let mut items = Vec::new();
+        for (n, line) in text.split('\n').enumerate() {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if line.trim().is_empty() {
+                continue;
+            }
+            let bad = |reason: String| ValidationError::InvalidLine {
+                line: n + 1,
+                reason,
+            };
+            check_json(line, MAX_JSON_DEPTH).map_err(|e| bad(e.to_string()))?;
+            let raw: &RawValue =
+                serde_json::from_str(line).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+            items.push(Item::Json(body.slice_ref(raw.get().as_bytes())));
+        }
+        if items.is_empty() {
+            return Err(ValidationError::EmptyBatch);
+        }
+        Ok(Self::Batch(items))
     }
 }
 
@@ -174,36 +241,53 @@ fn invalid_json(e: &serde_json::Error) -> ValidationError {
     ValidationError::InvalidBody(format!("body is not valid JSON: {e}"))
 }
 
-/// The record bytes for one JSON value that lies inside `body`.
-fn record_data(body: &Bytes, raw: &RawValue) -> Result<Bytes, ValidationError> {
-    let text = raw.get();
-    let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) else {
-        return Ok(body.slice_ref(text.as_bytes()));
-    };
-    if !inner.contains('\\') {
-        return Ok(body.slice_ref(inner.as_bytes()));
-    }
-    // Escapes must be decoded; a lone surrogate (`"\ud800"`) has no UTF-8 form and is refused here.
-    let decoded: String = serde_json::from_str(text).map_err(|e| invalid_json(&e))?;
-    Ok(Bytes::from(decoded))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn single(kind: BodyKind, body: &[u8]) -> Result<Bytes, ValidationError> {
         match Payload::single(kind, Bytes::copy_from_slice(body))? {
-            Payload::Single(b) => Ok(b),
+            Payload::Single(item) => item.into_data(),
             Payload::Batch(_) => unreachable!(),
         }
     }
 
-    fn batch(body: &str) -> Result<Vec<Bytes>, ValidationError> {
-        match Payload::batch(&Bytes::copy_from_slice(body.as_bytes()))? {
-            Payload::Batch(b) => Ok(b),
+    fn data(payload: Payload) -> Result<Vec<Bytes>, ValidationError> {
+        match payload {
+            Payload::Batch(items) => items.into_iter().map(Item::into_data).collect(),
             Payload::Single(_) => unreachable!(),
         }
+    }
+
+    fn batch(body: &str) -> Result<Vec<Bytes>, ValidationError> {
+        data(Payload::batch(&Bytes::copy_from_slice(body.as_bytes()))?)
+    }
+
+    fn ndjson(body: &str) -> Result<Vec<Bytes>, ValidationError> {
+        data(Payload::ndjson(&Bytes::copy_from_slice(body.as_bytes()))?)
+    }
+
+    #[test]
+    fn ndjson_lines_crlf_blank_lines_and_a_last_line_without_newline() {
+        let got = ndjson("{\"a\": 1}\r\n\n  \n\"text\"\r\n[1, 2]\n\n7").unwrap();
+        let want: Vec<&[u8]> = vec![br#"{"a": 1}"#, b"text", b"[1, 2]", b"7"];
+        assert_eq!(got, want);
+        assert_eq!(ndjson("\n \r\n"), Err(ValidationError::EmptyBatch));
+        let mut body: String = (1..=36).map(|i| format!("{i}\n")).collect();
+        body.push_str("{nope\n38\n");
+        assert!(matches!(
+            ndjson(&body),
+            Err(ValidationError::InvalidLine { line: 37, .. })
+        ));
+        // A line is one value: two on a line, or an array spread over lines, is refused.
+        assert!(matches!(
+            ndjson("1 2\n"),
+            Err(ValidationError::InvalidLine { line: 1, .. })
+        ));
+        assert!(matches!(
+            ndjson("[1,\n2]"),
+            Err(ValidationError::InvalidLine { line: 1, .. })
+        ));
     }
 
     #[test]

@@ -20,11 +20,12 @@ use crate::domain::{PutRecordOutcome, PutRecordsOutcome, Record, StreamName};
 /// can put a fake behind it.
 #[async_trait]
 pub trait KinesisPublisher: Send + Sync + std::fmt::Debug + 'static {
-    /// One `PutRecord` call.
+    /// One `PutRecord` call; `ordering` is its `SequenceNumberForOrdering`.
     async fn put_record(
         &self,
         stream: &StreamName,
         record: &Record,
+        ordering: Option<&str>,
     ) -> Result<PutRecordOutcome, PublishError>;
 
     /// One `PutRecords` call; per-record failures come back inside the outcome, not as `Err`.

@@ -93,6 +93,13 @@ fn blob(record: &Record) -> Blob {
     Blob::new(record.data.to_vec())
 }
 
+fn hash_key(record: &Record) -> Option<String> {
+    record
+        .explicit_hash_key
+        .as_ref()
+        .map(|k| k.as_str().to_owned())
+}
+
 fn encryption(e: Option<&EncryptionType>) -> Option<String> {
     e.map(|e| e.as_str().to_owned())
 }
@@ -103,6 +110,7 @@ impl KinesisPublisher for SdkPublisher {
         &self,
         stream: &StreamName,
         record: &Record,
+        ordering: Option<&str>,
     ) -> Result<PutRecordOutcome, PublishError> {
         let (client, name, arn) = self.target(stream);
         let out = client
@@ -110,6 +118,8 @@ impl KinesisPublisher for SdkPublisher {
             .set_stream_name(name)
             .set_stream_arn(arn)
             .partition_key(record.partition_key.as_str())
+            .set_explicit_hash_key(hash_key(record))
+            .set_sequence_number_for_ordering(ordering.map(str::to_owned))
             .data(blob(record))
             .send()
             .await
@@ -132,6 +142,7 @@ impl KinesisPublisher for SdkPublisher {
             .map(|r| {
                 PutRecordsRequestEntry::builder()
                     .partition_key(r.partition_key.as_str())
+                    .set_explicit_hash_key(hash_key(r))
                     .data(blob(r))
                     .build()
                     .expect("data and partition key are always set")

@@ -11,10 +11,11 @@ use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{
-    BodyKind, Payload, PutRecordOutcome, PutRecordsOutcome, StreamName, ValidationError, WriteMode,
+    BodyKind, JsonPointer, Payload, PutRecordOutcome, PutRecordsOutcome, RecordRules, StreamName,
+    ValidationError, WriteMode,
 };
 use crate::error::{ApiError, RETRY_AFTER_SECS};
-use crate::service::WriteOutcome;
+use crate::service::{WriteOutcome, WriteRequest};
 use crate::state::AppState;
 
 /// Query parameters (documentation; parsing is strict and done by hand, see `WriteParams::parse`).
@@ -27,34 +28,64 @@ use crate::state::AppState;
 pub(crate) struct WriteQuery {
     /// `true`: the body is a JSON array and each element becomes one record (PutRecords).
     /// `false` (default): the whole body is one record (PutRecord). Exactly `true` or `false`.
+    /// An NDJSON body is always a batch: absent or `true`.
+    #[param(example = true)]
     record_per_entry: Option<bool>,
     /// 1–256 characters (UTF-16 code units). Absent: a UUID v4 per call (single mode) or per
-    /// record (batch mode).
+    /// record (batch mode). A record's own key (envelope, pointer) wins over it.
     /// (JSON Schema counts code points, Kinesis UTF-16 units, so the upper bound is stated here
     /// rather than as `maxLength`.)
-    #[param(min_length = 1)]
+    #[param(min_length = 1, example = "user-42")]
     partition_key: Option<String>,
     /// Batch mode: `true` sends a batch over 500 records or over the request-size limit as several
     /// PutRecords calls, merged into one answer; `false` refuses it (422). Default: the stream's
     /// configuration (`delivery.split_batches`).
     split: Option<bool>,
+    /// `true`: each record is an envelope, `{"data": <any JSON>}` or `{"data_base64": "<base64>"}`,
+    /// with optional `"partition_key"` and `"explicit_hash_key"` strings (JSON and NDJSON bodies).
+    #[param(example = true)]
+    envelope: Option<bool>,
+    /// An RFC 6901 JSON Pointer: each record's partition key is the value there in its own JSON
+    /// data (a string as is, a number as sent, `true`/`false` as text). JSON and NDJSON bodies;
+    /// not with `partition_key`.
+    #[param(example = "/user/id")]
+    partition_key_pointer: Option<String>,
+    /// Kinesis `ExplicitHashKey` for every record without its own: a decimal from 0 to 2^128-1,
+    /// `0` or no leading zero. It chooses the shard directly; it does not count in record size.
+    #[param(
+        pattern = "^(0|[1-9][0-9]{0,38})$",
+        example = "170141183460469231731687303715884105728"
+    )]
+    explicit_hash_key: Option<String>,
+    /// Single mode only: PutRecord's `SequenceNumberForOrdering` (the sequence number of the
+    /// caller's previous record for this key). Such a request is never coalesced.
+    #[param(
+        pattern = "^(0|[1-9][0-9]{0,128})$",
+        example = "49590338271490256608559692538361571095921575989136588898"
+    )]
+    sequence_number_for_ordering: Option<String>,
 }
 
+const KNOWN_PARAMETERS: &str = "record_per_entry, partition_key, split, envelope, \
+    partition_key_pointer, explicit_hash_key, sequence_number_for_ordering";
+
 /// The request's options after strict parsing.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct WriteParams {
-    mode: WriteMode,
+    per_entry: Option<bool>,
     partition_key: Option<String>,
     split: Option<bool>,
+    envelope: Option<bool>,
+    pointer: Option<String>,
+    explicit_hash_key: Option<String>,
+    ordering: Option<String>,
 }
 
 impl WriteParams {
     /// Unknown or repeated parameters are refused: a typo such as `record_per_entries=true` would
     /// otherwise silently write one record instead of many.
     fn parse(pairs: Vec<(String, String)>) -> Result<Self, ValidationError> {
-        let mut per_entry = None;
-        let mut partition_key = None;
-        let mut split = None;
+        let mut p = Self::default();
         for (name, value) in pairs {
             let invalid = |why: &str| {
                 ValidationError::InvalidQueryParameter(format!("query parameter {name:?}: {why}"))
@@ -65,23 +96,91 @@ impl WriteParams {
                 _ => Err(invalid("must be exactly `true` or `false`")),
             };
             match name.as_str() {
-                "record_per_entry" => set_once(&mut per_entry, flag, invalid)?,
-                "split" => set_once(&mut split, flag, invalid)?,
-                "partition_key" => set_once(&mut partition_key, || Ok(value), invalid)?,
+                "record_per_entry" => set_once(&mut p.per_entry, flag, invalid)?,
+                "split" => set_once(&mut p.split, flag, invalid)?,
+                "envelope" => set_once(&mut p.envelope, flag, invalid)?,
+                "partition_key" => set_once(&mut p.partition_key, || Ok(value), invalid)?,
+                "partition_key_pointer" => set_once(&mut p.pointer, || Ok(value), invalid)?,
+                // Checked with the records (422 invalid_explicit_hash_key), in API.md's order.
+                "explicit_hash_key" => set_once(&mut p.explicit_hash_key, || Ok(value), invalid)?,
+                "sequence_number_for_ordering" => {
+                    let ordering = || {
+                        let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+                        let ok = digits
+                            && (value == "0" || (!value.starts_with('0') && value.len() <= 129));
+                        ok.then_some(value.clone()).ok_or_else(|| {
+                            invalid(
+                                "must be 0 or a decimal of 1 to 129 digits without a leading zero",
+                            )
+                        })
+                    };
+                    set_once(&mut p.ordering, ordering, invalid)?;
+                }
                 _ => {
-                    return Err(invalid(
-                        "unknown parameter (known: record_per_entry, partition_key, split)",
-                    ));
+                    return Err(invalid(&format!(
+                        "unknown parameter (known: {KNOWN_PARAMETERS})"
+                    )));
                 }
             }
         }
-        Ok(Self {
-            mode: match per_entry {
-                Some(true) => WriteMode::Batch,
-                _ => WriteMode::Single,
+        Ok(p)
+    }
+
+    /// The write, once the body's kind is known: the combinations API.md §6 refuses are 400s.
+    fn request(self, kind: BodyKind, body: Bytes) -> Result<WriteRequest, ValidationError> {
+        let invalid = |why: &str| ValidationError::InvalidQueryParameter(why.to_owned());
+        let json = matches!(kind, BodyKind::Json | BodyKind::Ndjson);
+        let mode = match (kind, self.per_entry) {
+            (BodyKind::Ndjson, Some(false)) => {
+                return Err(invalid(
+                    "an NDJSON body is always a batch: leave record_per_entry out or set it true",
+                ));
+            }
+            (BodyKind::Ndjson, _) | (_, Some(true)) => WriteMode::Batch,
+            _ => WriteMode::Single,
+        };
+        if self.ordering.is_some() && mode == WriteMode::Batch {
+            return Err(invalid(
+                "sequence_number_for_ordering is for single mode (one PutRecord) only",
+            ));
+        }
+        let pointer = match self.pointer.as_deref() {
+            None => None,
+            Some(_) if self.partition_key.is_some() => {
+                return Err(invalid(
+                    "give partition_key or partition_key_pointer, not both",
+                ));
+            }
+            Some(_) if !json => {
+                return Err(invalid(
+                    "partition_key_pointer needs a JSON body (application/json or NDJSON)",
+                ));
+            }
+            Some(text) => Some(JsonPointer::parse(text).ok_or_else(|| {
+                invalid("partition_key_pointer must be an RFC 6901 JSON Pointer, such as /user/id")
+            })?),
+        };
+        let envelope = self.envelope.unwrap_or(false);
+        if envelope && !json {
+            return Err(invalid(
+                "envelope=true needs a JSON body (application/json or NDJSON)",
+            ));
+        }
+        let payload = match (kind, mode) {
+            (BodyKind::Ndjson, _) => Payload::ndjson(&body)?,
+            (_, WriteMode::Batch) => Payload::batch(&body)?,
+            (_, WriteMode::Single) => Payload::single(kind, body)?,
+        };
+        Ok(WriteRequest {
+            payload,
+            rules: RecordRules {
+                envelope,
+                pointer,
+                partition_key: self.partition_key,
+                explicit_hash_key: self.explicit_hash_key,
             },
-            partition_key,
-            split,
+            split: self.split,
+            ordering: self.ordering,
         })
     }
 }
@@ -137,10 +236,16 @@ pub(crate) struct BinaryBody(Vec<u8>);
         WriteQuery
     ),
     request_body(
-        description = "application/json (default when Content-Type is absent): one JSON value, or with record_per_entry=true a JSON array of values. text/plain (UTF-8) or application/octet-stream: the body bytes verbatim (single mode only).",
+        description = "application/json (default when Content-Type is absent): one JSON value, or with record_per_entry=true a JSON array of values. application/x-ndjson or application/jsonl: one JSON value per line, always a batch. text/plain (UTF-8) or application/octet-stream: the body bytes verbatim (single mode only). With envelope=true each record is {\"data\": <JSON>} or {\"data_base64\": \"<base64>\"} with optional \"partition_key\" and \"explicit_hash_key\".",
         content(
-            (JsonBody = "application/json"),
-            (String = "text/plain"),
+            (JsonBody = "application/json", examples(
+                ("one record" = (value = json!({"webUrl": "https://example.co.uk", "content": "Example content..."}))),
+                ("batch (record_per_entry=true)" = (value = json!([{"webUrl": "https://example.co.uk"}, "a string is stored unquoted", 42]))),
+                ("envelopes (envelope=true&record_per_entry=true)" = (value = json!([{"data": {"event": "click"}, "partition_key": "device-7"}, {"data_base64": "AP8B", "partition_key": "device-8", "explicit_hash_key": "0"}]))),
+            )),
+            (String = "application/x-ndjson", example = json!("{\"user\": {\"id\": \"u-1\"}, \"event\": \"login\"}\n{\"user\": {\"id\": \"u-2\"}, \"event\": \"view\"}\n")),
+            (String = "application/jsonl", example = json!("{\"user\": {\"id\": \"u-1\"}}\n")),
+            (String = "text/plain", example = json!("hello wörld")),
             (BinaryBody = "application/octet-stream"),
         )
     ),
@@ -173,25 +278,14 @@ pub(crate) async fn write_records(
 
     let pairs = parse_query(query.as_deref())?;
     let params = WriteParams::parse(pairs)?;
-    let kind = body_kind(&headers, params.mode)?;
+    let kind = body_kind(&headers, params.per_entry == Some(true))?;
 
     let limit = state.settings.limits.body_limit_bytes;
     let body = read_body(body, &headers, limit).await?;
-    let payload = match params.mode {
-        WriteMode::Single => Payload::single(kind, body)?,
-        WriteMode::Batch => Payload::batch(&body)?,
-    };
-    span.record("records", payload.len());
+    let request = params.request(kind, body)?;
+    span.record("records", request.payload.len());
 
-    let outcome = state
-        .ingest
-        .write(
-            &stream,
-            params.partition_key.as_deref(),
-            params.split,
-            payload,
-        )
-        .await?;
+    let outcome = state.ingest.write(&stream, request).await?;
     Ok(respond(outcome))
 }
 
@@ -219,18 +313,19 @@ fn parse_query(raw: Option<&str>) -> Result<Vec<(String, String)>, ValidationErr
         .collect()
 }
 
-/// Decides how to read the body from its media type (API.md §1 "Content types").
-fn body_kind(headers: &HeaderMap, mode: WriteMode) -> Result<BodyKind, ApiError> {
+/// Decides how to read the body from its media type (API.md §1 "Content types", §6 NDJSON);
+/// `batch` is `record_per_entry=true`.
+fn body_kind(headers: &HeaderMap, batch: bool) -> Result<BodyKind, ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(BodyKind::Json);
     };
     let unsupported = || {
         ApiError::UnsupportedMediaType(format!(
             "Content-Type {value:?} is not supported: send application/json{}",
-            if mode == WriteMode::Single {
-                ", text/plain or application/octet-stream"
+            if batch {
+                " (a JSON array) or application/x-ndjson with record_per_entry=true"
             } else {
-                " (a JSON array) with record_per_entry=true"
+                ", application/x-ndjson, text/plain or application/octet-stream"
             }
         ))
     };
@@ -248,13 +343,15 @@ fn body_kind(headers: &HeaderMap, mode: WriteMode) -> Result<BodyKind, ApiError>
     });
     let kind = match essence.as_str() {
         "application/json" if charset_ok => BodyKind::Json,
+        "application/x-ndjson" | "application/jsonl" if charset_ok => BodyKind::Ndjson,
         "text/plain" if charset_ok => BodyKind::Text,
         "application/octet-stream" => BodyKind::Binary,
         _ => return Err(unsupported()),
     };
-    if mode == WriteMode::Batch && kind != BodyKind::Json {
+    if batch && !matches!(kind, BodyKind::Json | BodyKind::Ndjson) {
         return Err(ApiError::UnsupportedMediaType(format!(
-            "record_per_entry=true takes a JSON array: send Content-Type application/json, not {essence}"
+            "record_per_entry=true takes a JSON array (application/json) or NDJSON \
+             (application/x-ndjson), not {essence}"
         )));
     }
     Ok(kind)
@@ -322,20 +419,79 @@ mod tests {
         )
     }
 
+    /// The payload a query and body kind make (`Err` for a refused combination).
+    fn request(
+        q: &[(&str, &str)],
+        kind: BodyKind,
+        body: &str,
+    ) -> Result<WriteRequest, ValidationError> {
+        params(q)?.request(kind, Bytes::copy_from_slice(body.as_bytes()))
+    }
+
+    fn is_batch(q: &[(&str, &str)], kind: BodyKind, body: &str) -> bool {
+        matches!(request(q, kind, body).unwrap().payload, Payload::Batch(_))
+    }
+
     #[test]
     fn record_per_entry_is_strict_and_case_sensitive() {
-        assert_eq!(params(&[]).unwrap().mode, WriteMode::Single);
-        assert_eq!(
-            params(&[("record_per_entry", "true")]).unwrap().mode,
-            WriteMode::Batch
-        );
-        assert_eq!(
-            params(&[("record_per_entry", "false")]).unwrap().mode,
-            WriteMode::Single
-        );
+        assert!(!is_batch(&[], BodyKind::Json, "[1]"));
+        assert!(is_batch(
+            &[("record_per_entry", "true")],
+            BodyKind::Json,
+            "[1]"
+        ));
+        assert!(!is_batch(
+            &[("record_per_entry", "false")],
+            BodyKind::Json,
+            "[1]"
+        ));
         for bad in ["True", "1", "yes", "", "FALSE"] {
             assert!(params(&[("record_per_entry", bad)]).is_err(), "{bad:?}");
+            assert!(params(&[("envelope", bad)]).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn v2_combinations_api_md_refuses_are_invalid_query_parameter() {
+        use BodyKind::{Binary, Json, Ndjson, Text};
+        assert!(is_batch(&[], Ndjson, "1\n2"));
+        assert!(is_batch(&[("record_per_entry", "true")], Ndjson, "1"));
+        let refused: &[(&[(&str, &str)], BodyKind)] = &[
+            (&[("record_per_entry", "false")], Ndjson),
+            (
+                &[
+                    ("sequence_number_for_ordering", "1"),
+                    ("record_per_entry", "true"),
+                ],
+                Json,
+            ),
+            (&[("sequence_number_for_ordering", "1")], Ndjson),
+            (
+                &[("partition_key_pointer", "/a"), ("partition_key", "k")],
+                Json,
+            ),
+            (&[("partition_key_pointer", "/a")], Text),
+            (&[("partition_key_pointer", "/a")], Binary),
+            (&[("partition_key_pointer", "a")], Json),
+            (&[("envelope", "true")], Text),
+        ];
+        for (q, kind) in refused {
+            assert!(
+                matches!(
+                    request(q, *kind, "1"),
+                    Err(ValidationError::InvalidQueryParameter(_))
+                ),
+                "{q:?} {kind:?}"
+            );
+        }
+        for bad in ["", "01", "-1", "1.5", &"9".repeat(130)] {
+            assert!(
+                params(&[("sequence_number_for_ordering", bad)]).is_err(),
+                "{bad:?}"
+            );
+        }
+        let ok = request(&[("sequence_number_for_ordering", "0")], Json, "1").unwrap();
+        assert_eq!(ok.ordering.as_deref(), Some("0"));
     }
 
     #[test]
@@ -373,29 +529,37 @@ mod tests {
 
     #[test]
     fn media_types_decide_the_body_kind() {
-        let kind = |ct: Option<&str>, mode| {
+        let kind = |ct: Option<&str>, batch| {
             let mut h = HeaderMap::new();
             if let Some(ct) = ct {
                 h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
             }
-            body_kind(&h, mode).ok()
+            body_kind(&h, batch).ok()
         };
-        use WriteMode::{Batch, Single};
-        assert_eq!(kind(None, Single), Some(BodyKind::Json));
+        let (single, batch) = (false, true);
         assert_eq!(
-            kind(Some("application/json; charset=UTF-8"), Batch),
+            kind(Some("application/x-ndjson"), single),
+            Some(BodyKind::Ndjson)
+        );
+        assert_eq!(
+            kind(Some("application/jsonl; charset=utf-8"), batch),
+            Some(BodyKind::Ndjson)
+        );
+        assert_eq!(kind(None, single), Some(BodyKind::Json));
+        assert_eq!(
+            kind(Some("application/json; charset=UTF-8"), batch),
             Some(BodyKind::Json)
         );
-        assert_eq!(kind(Some("Text/Plain"), Single), Some(BodyKind::Text));
-        assert_eq!(kind(Some("text/plain; charset=latin1"), Single), None);
+        assert_eq!(kind(Some("Text/Plain"), single), Some(BodyKind::Text));
+        assert_eq!(kind(Some("text/plain; charset=latin1"), single), None);
         assert_eq!(
-            kind(Some("application/octet-stream"), Single),
+            kind(Some("application/octet-stream"), single),
             Some(BodyKind::Binary)
         );
-        assert_eq!(kind(Some("text/plain"), Batch), None);
-        assert_eq!(kind(Some("application/octet-stream"), Batch), None);
+        assert_eq!(kind(Some("text/plain"), batch), None);
+        assert_eq!(kind(Some("application/octet-stream"), batch), None);
         assert_eq!(
-            kind(Some("application/x-www-form-urlencoded"), Single),
+            kind(Some("application/x-www-form-urlencoded"), single),
             None
         );
     }

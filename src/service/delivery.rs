@@ -20,17 +20,19 @@ use crate::domain::{
 };
 use crate::kinesis::{KinesisPublisher, PublishError};
 
-/// One `PutRecord` call, retried while it fails retriably and the budget lasts.
+/// One `PutRecord` call, retried while it fails retriably and the budget lasts. `ordering` is the
+/// caller's `SequenceNumberForOrdering`, sent unchanged on every attempt.
 pub(crate) async fn put_record(
     publisher: &dyn KinesisPublisher,
     stream: &StreamName,
     record: &Record,
+    ordering: Option<&str>,
     policy: &RetryPolicy,
     started: Instant,
 ) -> Result<PutRecordOutcome, PublishError> {
     let mut attempt = 1;
     loop {
-        let error = match publisher.put_record(stream, record).await {
+        let error = match publisher.put_record(stream, record, ordering).await {
             Ok(outcome) => {
                 if attempt > 1 {
                     tracing::info!(attempts = attempt, "Record written after retries");

@@ -16,10 +16,37 @@ use super::coalesce::Coalescer;
 use super::{IngestError, delivery};
 use crate::config::{LaneConfig, Settings, StreamSettings};
 use crate::domain::{
-    EntryOutcome, Limits, PartitionKey, Payload, PutRecordOutcome, PutRecordsOutcome, Record,
-    StreamName, ValidationError,
+    EntryOutcome, Limits, Payload, PutRecordOutcome, PutRecordsOutcome, Record, RecordRules,
+    StreamName,
 };
 use crate::kinesis::{KinesisPublisher, PublishError};
+
+/// What a write asks for, as the HTTP layer parsed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteRequest {
+    pub payload: Payload,
+    /// Envelopes, key pointer, and the request-wide partition and hash keys.
+    pub rules: RecordRules,
+    /// `split`: the request's choice; `None` follows the stream's configuration.
+    pub split: Option<bool>,
+    /// `sequence_number_for_ordering` (single mode only). Such a write is never coalesced.
+    pub ordering: Option<String>,
+}
+
+impl WriteRequest {
+    /// The v1 request: the seed's dialect, one optional key for every record.
+    pub fn new(payload: Payload, partition_key: Option<&str>) -> Self {
+        Self {
+            payload,
+            rules: RecordRules {
+                partition_key: partition_key.map(str::to_owned),
+                ..RecordRules::default()
+            },
+            split: None,
+            ordering: None,
+        }
+    }
+}
 
 /// The result of a write, in the shape of the Kinesis call that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,21 +71,17 @@ impl IngestService {
         }
     }
 
-    /// Writes `payload` to `stream`. `partition_key` is the caller's key, if any: one key for every
-    /// record; without it each call (single mode) or each record (batch mode) gets a UUID v4.
-    /// `split` (the request's choice, else the stream's configuration) lets a batch over the call
-    /// limits go out as several PutRecords calls instead of being refused.
+    /// Writes the request's records to `stream`: keys settled and limits checked first, in
+    /// API.md's order, then one call (or a coalesced share of one, or split calls).
     /// Records that still failed after the retries count in `kinesis_records_failed_total`.
     #[tracing::instrument(name = "ingest.write", skip_all, fields(stream = %stream))]
     pub async fn write(
         &self,
         stream: &StreamName,
-        partition_key: Option<&str>,
-        split: Option<bool>,
-        payload: Payload,
+        request: WriteRequest,
     ) -> Result<WriteOutcome, IngestError> {
-        let records = payload.len();
-        let result = self.write_once(stream, partition_key, split, payload).await;
+        let records = request.payload.len();
+        let result = self.write_once(stream, request).await;
         // Records that reached Kinesis' side of the contract and still failed.
         let failed = match &result {
             Ok(WriteOutcome::Batch(o)) => o.failed_record_count,
@@ -75,9 +98,7 @@ impl IngestService {
     async fn write_once(
         &self,
         stream: &StreamName,
-        partition_key: Option<&str>,
-        split: Option<bool>,
-        payload: Payload,
+        request: WriteRequest,
     ) -> Result<WriteOutcome, IngestError> {
         let started = Instant::now();
         let StreamSettings {
@@ -86,17 +107,15 @@ impl IngestService {
             split: mut split_policy,
             lane,
         } = self.settings.stream(stream.as_str());
-        split_policy.enabled = split.unwrap_or(split_policy.enabled);
+        split_policy.enabled = request.split.unwrap_or(split_policy.enabled);
         let publisher = self.publisher.as_ref();
-        match payload {
-            Payload::Single(data) => {
-                let key = key_or_uuid(partition_key)?;
-                let record = Record {
-                    data,
-                    partition_key: key,
-                };
-                limits.check_record(0, &record)?;
-                if let Some(lane) = lane {
+        match request.payload {
+            Payload::Single(item) => {
+                let record = request.rules.check()?.record(0, item, &limits)?;
+                // A caller-ordered write is its own PutRecord: a shared PutRecords call has no
+                // SequenceNumberForOrdering.
+                let ordering = request.ordering.as_deref();
+                if let Some(lane) = lane.filter(|_| ordering.is_none()) {
                     let outcome = self
                         .coalescer
                         .submit(stream, lane, &policy, vec![record], started)
@@ -104,25 +123,17 @@ impl IngestService {
                     return Ok(WriteOutcome::Single(single_answer(outcome)?));
                 }
                 let outcome =
-                    delivery::put_record(publisher, stream, &record, &policy, started).await?;
+                    delivery::put_record(publisher, stream, &record, ordering, &policy, started)
+                        .await?;
                 Ok(WriteOutcome::Single(outcome))
             }
             Payload::Batch(items) => {
                 if !split_policy.enabled {
                     limits.check_count(items.len())?;
                 }
-                let given = partition_key.map(PartitionKey::parse).transpose()?;
-                let records: Vec<Record> = items
-                    .into_iter()
-                    .map(|data| Record {
-                        data,
-                        partition_key: given.clone().unwrap_or_else(PartitionKey::generate),
-                    })
-                    .collect();
-                if split_policy.enabled {
-                    limits.check_each(&records)?;
-                } else {
-                    limits.check_batch(&records)?;
+                let records = request.rules.check()?.records(items, &limits)?;
+                if !split_policy.enabled {
+                    limits.check_total(&records)?;
                 }
                 if let Some(lane) = lane.filter(|l| fits_one_call(&records, l, &limits)) {
                     let outcome = self
@@ -192,15 +203,12 @@ fn single_answer(outcome: PutRecordsOutcome) -> Result<PutRecordOutcome, Publish
 #[error("PutRecords entry failed: {0}")]
 struct EntryFailed(String);
 
-fn key_or_uuid(given: Option<&str>) -> Result<PartitionKey, ValidationError> {
-    given.map_or_else(|| Ok(PartitionKey::generate()), PartitionKey::parse)
-}
-
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::domain::{Item, ValidationError};
     use crate::service::testing::{Call, RecordingPublisher};
 
     fn service(tweak: impl FnOnce(&mut Settings)) -> (IngestService, Arc<RecordingPublisher>) {
@@ -218,8 +226,13 @@ mod tests {
         StreamName::parse("s").unwrap()
     }
 
-    fn batch(items: &[&str]) -> Payload {
-        Payload::Batch(items.iter().map(|i| Bytes::from(i.to_string())).collect())
+    fn batch(items: &[&str]) -> WriteRequest {
+        let items = items.iter().map(|i| Item::Raw(Bytes::from(i.to_string())));
+        WriteRequest::new(Payload::Batch(items.collect()), None)
+    }
+
+    fn single(data: &'static str, key: Option<&str>) -> WriteRequest {
+        WriteRequest::new(Payload::Single(Item::Raw(Bytes::from(data))), key)
     }
 
     fn written(outcome: &PutRecordsOutcome) -> usize {
@@ -230,12 +243,7 @@ mod tests {
     async fn a_single_record_is_one_put_record_directly() {
         let (service, publisher) = service(|_| {});
         let outcome = service
-            .write(
-                &stream(),
-                Some("k"),
-                None,
-                Payload::Single(Bytes::from("a")),
-            )
+            .write(&stream(), single("a", Some("k")))
             .await
             .unwrap();
         let WriteOutcome::Single(o) = outcome else {
@@ -252,10 +260,7 @@ mod tests {
     #[tokio::test]
     async fn a_coalesced_single_record_answers_as_put_record_would() {
         let (service, publisher) = service(|s| s.coalesce.enabled = true);
-        let outcome = service
-            .write(&stream(), None, None, Payload::Single(Bytes::from("a")))
-            .await
-            .unwrap();
+        let outcome = service.write(&stream(), single("a", None)).await.unwrap();
         // The PutRecords entry becomes the PutRecord answer: same shard, sequence number, shape.
         assert_eq!(
             outcome,
@@ -288,9 +293,7 @@ mod tests {
             }),
         ];
         for (data, expected) in cases {
-            let result = service
-                .write(&stream(), None, None, Payload::Single(Bytes::from(data)))
-                .await;
+            let result = service.write(&stream(), single(data, None)).await;
             match result {
                 Err(IngestError::Publish(e)) => assert!(expected(&e), "{data}: {e:?}"),
                 other => panic!("{data}: {other:?}"),
@@ -302,7 +305,7 @@ mod tests {
     async fn a_batch_over_the_count_limit_is_refused_unless_split() {
         let items = ["1", "2", "3", "4", "5", "6", "7"];
         let (service, publisher) = service(|s| s.limits.max_records_per_request = 3);
-        let refused = service.write(&stream(), None, None, batch(&items)).await;
+        let refused = service.write(&stream(), batch(&items)).await;
         assert!(matches!(
             refused,
             Err(IngestError::Validation(ValidationError::TooManyRecords {
@@ -315,10 +318,11 @@ mod tests {
             "nothing sent before the checks pass"
         );
 
-        let outcome = service
-            .write(&stream(), None, Some(true), batch(&items))
-            .await
-            .unwrap();
+        let split = WriteRequest {
+            split: Some(true),
+            ..batch(&items)
+        };
+        let outcome = service.write(&stream(), split).await.unwrap();
         let WriteOutcome::Batch(o) = outcome else {
             panic!("{outcome:?}")
         };
@@ -347,8 +351,6 @@ mod tests {
         let outcome = service
             .write(
                 &stream(),
-                None,
-                None,
                 batch(&["a", "fail:InvalidArgumentException", "c"]),
             )
             .await

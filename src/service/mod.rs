@@ -6,7 +6,7 @@ mod ingest;
 #[cfg(test)]
 mod testing;
 
-pub use ingest::{IngestService, WriteOutcome};
+pub use ingest::{IngestService, WriteOutcome, WriteRequest};
 
 use crate::domain::ValidationError;
 use crate::kinesis::PublishError;

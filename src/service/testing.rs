@@ -45,6 +45,7 @@ impl KinesisPublisher for RecordingPublisher {
         &self,
         _: &StreamName,
         record: &Record,
+        _: Option<&str>,
     ) -> Result<PutRecordOutcome, PublishError> {
         let mut calls = self.calls.lock().unwrap();
         calls.push(Call::PutRecord(record.clone()));
