@@ -1160,6 +1160,186 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
+// (f) Records v2: any mix of the new parameters answers a documented code, never a 5xx, and on
+// success every record's key and hash key follow API.md §6's precedence.
+// ---------------------------------------------------------------------------------------------
+
+/// One record as the property writes it.
+#[derive(Debug, Clone)]
+struct V2Item {
+    /// The record's JSON data; its `id` member (when there) is what the pointer `/id` finds.
+    data: Value,
+    /// Envelope only: its own `partition_key`, `explicit_hash_key`, and `data_base64` instead of
+    /// `data` (the bytes of the data's JSON text).
+    own_key: Option<String>,
+    own_hash_key: Option<String>,
+    base64: bool,
+}
+
+fn arb_v2_item() -> impl Strategy<Value = V2Item> {
+    let id = prop_oneof![
+        Just(None),
+        "[a-z0-9]{0,4}".prop_map(|s| Some(Value::String(s))),
+        (-5i64..500).prop_map(|n| Some(Value::from(n))),
+        any::<bool>().prop_map(|b| Some(Value::Bool(b))),
+        Just(Some(Value::Null)),
+        Just(Some(serde_json::json!({"nested": 1}))),
+    ];
+    let hash = prop_oneof![
+        Just("0".to_owned()),
+        "[1-9][0-9]{0,5}",
+        "0[0-9]",
+        Just("x".to_owned())
+    ];
+    (
+        id,
+        "[a-z ]{0,12}",
+        prop::option::of("[a-z0-9]{0,3}"),
+        prop::option::of(hash),
+        prop::bool::weighted(0.15),
+    )
+        .prop_map(|(id, text, own_key, own_hash_key, base64)| {
+            let mut data = serde_json::json!({ "text": text });
+            if let Some(id) = id {
+                data["id"] = id;
+            }
+            V2Item {
+                data,
+                own_key,
+                own_hash_key,
+                base64,
+            }
+        })
+}
+
+/// What the model expects for one record's key: its own, the pointed-at value, the query's, or
+/// a UUID; `Err` with the code when the record is refused.
+fn v2_expected_key(
+    item: &V2Item,
+    envelope: bool,
+    pointer: bool,
+    query_key: Option<&str>,
+) -> Result<Option<String>, &'static str> {
+    let key = if envelope && item.own_key.is_some() {
+        item.own_key.clone()
+    } else if pointer {
+        if envelope && item.base64 {
+            return Err("partition_key_not_found");
+        }
+        match item.data.get("id") {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(Value::Bool(b)) => Some(b.to_string()),
+            _ => return Err("partition_key_not_found"),
+        }
+    } else {
+        query_key.map(str::to_owned)
+    };
+    match key {
+        Some(k) if k.is_empty() => Err("invalid_partition_key"),
+        key => Ok(key),
+    }
+}
+
+fn valid_hash_key(k: &str) -> bool {
+    kinesis_writer::domain::ExplicitHashKey::parse(k, None).is_ok()
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn f_v2_parameters_answer_documented_codes_and_keys_follow_precedence(
+        items in prop::collection::vec(arb_v2_item(), 1..5),
+        envelope in any::<bool>(),
+        pointer in any::<bool>(),
+        query_key in prop::option::of(prop_oneof!["[a-z]{1,4}", Just(String::new())]),
+        query_hash in prop::option::of(prop_oneof![Just("7".to_owned()), Just("007".to_owned())]),
+        ndjson in any::<bool>(),
+        per_entry in prop::option::of(any::<bool>()),
+    ) {
+        let app = app_for("f_v2_parameters");
+        let mut pairs = Vec::new();
+        if envelope { pairs.push(("envelope".to_owned(), "true".to_owned())); }
+        if pointer { pairs.push(("partition_key_pointer".to_owned(), "/id".to_owned())); }
+        if let Some(k) = &query_key { pairs.push(("partition_key".to_owned(), k.clone())); }
+        if let Some(h) = &query_hash { pairs.push(("explicit_hash_key".to_owned(), h.clone())); }
+        if let Some(p) = per_entry { pairs.push(("record_per_entry".to_owned(), p.to_string())); }
+        let record = |item: &V2Item| -> String {
+            if !envelope {
+                return item.data.to_string();
+            }
+            let mut env = serde_json::Map::new();
+            if item.base64 {
+                use base64::Engine as _;
+                let b64 = base64::engine::general_purpose::STANDARD.encode(item.data.to_string());
+                env.insert("data_base64".into(), Value::String(b64));
+            } else {
+                env.insert("data".into(), item.data.clone());
+            }
+            if let Some(k) = &item.own_key { env.insert("partition_key".into(), Value::String(k.clone())); }
+            if let Some(h) = &item.own_hash_key { env.insert("explicit_hash_key".into(), Value::String(h.clone())); }
+            Value::Object(env).to_string()
+        };
+        let batch = ndjson || per_entry == Some(true);
+        let sent: Vec<&V2Item> = if batch { items.iter().collect() } else { vec![&items[0]] };
+        let body = match (ndjson, batch) {
+            (true, _) => sent.iter().map(|i| record(i) + "\n").collect::<String>(),
+            (false, true) => format!("[{}]", sent.iter().map(|i| record(i)).collect::<Vec<_>>().join(",")),
+            (false, false) => record(sent[0]),
+        };
+        let ct: &[u8] = if ndjson { b"application/x-ndjson" } else { b"application/json" };
+        let path = format!("/streams/example-stream/records?{}", query_string(&pairs));
+        app.fake.take();
+        let answer = app.post(&path, Some(ct), body.into_bytes());
+
+        // The model: 400s from the combination, then request-wide values, then record by record.
+        let expected: Result<(), &str> = (|| {
+            if ndjson && per_entry == Some(false) { return Err("invalid_query_parameter"); }
+            if pointer && query_key.is_some() { return Err("invalid_query_parameter"); }
+            if query_key.as_deref() == Some("") { return Err("invalid_partition_key"); }
+            if query_hash.as_deref().is_some_and(|h| !valid_hash_key(h)) { return Err("invalid_explicit_hash_key"); }
+            for item in &sent {
+                v2_expected_key(item, envelope, pointer, query_key.as_deref())?;
+                if envelope && item.own_hash_key.as_deref().is_some_and(|h| !valid_hash_key(h)) {
+                    return Err("invalid_explicit_hash_key");
+                }
+            }
+            Ok(())
+        })();
+        prop_assert!(answer.status < 500, "{answer:?}");
+        match expected {
+            Err(code) => {
+                prop_assert_eq!(problem_code(&answer), code, "{:?}", answer);
+                prop_assert!(app.fake.take().is_empty(), "nothing sent on a refusal");
+            }
+            Ok(()) => {
+                prop_assert_eq!(answer.status, 200, "{:?}", String::from_utf8_lossy(&answer.body));
+                let calls = app.fake.take();
+                let records: Vec<&Record> = calls.iter().flat_map(|c| &c.records).collect();
+                prop_assert_eq!(records.len(), sent.len());
+                for (item, got) in sent.iter().zip(records) {
+                    let key = v2_expected_key(item, envelope, pointer, query_key.as_deref()).unwrap();
+                    match key {
+                        Some(k) => prop_assert_eq!(got.partition_key.as_str(), k.as_str()),
+                        None => prop_assert_eq!(got.partition_key.as_str().len(), 36),
+                    }
+                    let hash = if envelope && item.own_hash_key.is_some() {
+                        item.own_hash_key.clone()
+                    } else {
+                        query_hash.clone()
+                    };
+                    prop_assert_eq!(got.explicit_hash_key.as_ref().map(|h| h.as_str().to_owned()), hash);
+                    // The bytes are the data's JSON text as sent (no re-serialisation).
+                    let text = item.data.to_string();
+                    prop_assert_eq!(&got.data[..], text.as_bytes());
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Hostile inputs, as ordinary tests.
 // ---------------------------------------------------------------------------------------------
 
