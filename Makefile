@@ -1,5 +1,6 @@
 # kinesis-writer: the two commands a newcomer needs are `make run` and `make test`.
 .PHONY: run stop test check unit emulator openapi bench fuzz help
+.PHONY: deploy-check
 
 CARGO ?= cargo
 
@@ -15,7 +16,7 @@ stop: ## stop what `make run` started (from another terminal)
 emulator: ## install the pinned Kinesis emulator (tools/kinesis-local) if missing
 	scripts/emulator.sh install
 
-test: emulator check ## every check and test, emulator tests included (what CI runs)
+test: emulator check deploy-check ## every check and test, emulator tests included (what CI runs)
 	$(CARGO) test --workspace --locked
 
 check: ## formatting and lints
@@ -34,3 +35,6 @@ bench: ## release build + load tests against the ceiling, the service and the Py
 fuzz: emulator ## hostile input: property tests with many cases, then schemathesis against the running service
 	PROPTEST_CASES=$${PROPTEST_CASES:-4096} $(CARGO) test --locked --test properties
 	scripts/schemathesis.sh
+
+deploy-check: ## deploy/ offline: promtool check+test rules, kubernetes-validate, config/metrics consistency
+	scripts/deploy-check.sh
