@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::{
     Emulator, assert_problem, binary, closed_endpoint, config_dir, control_client,
-    emulator_endpoint, fresh_stream, read_stream, test_loader,
+    emulator_endpoint, eventually, fresh_stream, read_stream, test_loader,
 };
 
 /// A command with no AWS anything in its environment (and no instance metadata look-ups).
@@ -102,19 +102,12 @@ impl Server {
 
     /// Waits until `/health/ready` answers 200.
     async fn wait_ready(&self) {
-        let started = Instant::now();
-        loop {
-            let ready = reqwest::get(self.url("/health/ready")).await.unwrap();
-            if ready.status() == 200 {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "not ready after 20 s: {}",
-                ready.text().await.unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let url = &self.url("/health/ready");
+        eventually("the binary ready", Duration::from_secs(20), || async move {
+            let ready = reqwest::get(url).await.unwrap();
+            (ready.status() == 200).then_some(())
+        })
+        .await;
     }
 
     /// The log lines so far at `level` (`ERROR`, `WARN`, ...).

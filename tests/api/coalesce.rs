@@ -5,22 +5,20 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use fake_kinesis::{EntryVerdict, FakeKinesis, Plan};
+use fake_kinesis::{EntryVerdict, Plan};
 use futures_util::future::join_all;
 use kinesis_writer::config::Settings;
 use kinesis_writer::config::StreamCoalesce;
 use serde_json::Value;
 
-use crate::helpers::{
-    assert_problem, is_uuid_v4, records_url, seq_of, service_with_fake, spawn_app_with,
-};
+use crate::helpers::{TestApp, assert_problem, is_uuid_v4, seq_of, spawn_app_with, spawn_fake_app};
 
 const PTEE: &str = "ProvisionedThroughputExceededException";
 
 /// The service pointed at a fresh fake, coalescing every stream with a linger long enough that
 /// concurrent test requests meet in one batch.
-async fn coalescing_service(tweak: impl FnOnce(&mut Settings)) -> (String, FakeKinesis) {
-    service_with_fake(|settings| {
+async fn coalescing_app(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_fake_app(|settings, _| {
         settings.coalesce.enabled = true;
         settings.coalesce.linger_ms = 100;
         tweak(settings);
@@ -28,22 +26,13 @@ async fn coalescing_service(tweak: impl FnOnce(&mut Settings)) -> (String, FakeK
     .await
 }
 
-async fn post(address: &str, query: &str, body: String) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(records_url(address, "s", query))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn concurrent_single_requests_share_calls_and_each_gets_its_own_sequence_number() {
-    let (address, fake) = coalescing_service(|_| {}).await;
+    let app = coalescing_app(|_| {}).await;
+    let fake = app.fake();
     let bodies: Vec<String> = (0..20).map(|i| format!(r#"{{"n": {i}}}"#)).collect();
 
-    let responses = join_all(bodies.iter().map(|b| post(&address, "", b.clone()))).await;
+    let responses = join_all(bodies.iter().map(|b| app.post_json("", b))).await;
 
     for (body, response) in bodies.iter().zip(responses) {
         assert_eq!(response.status(), 200, "{body}");
@@ -52,7 +41,7 @@ async fn concurrent_single_requests_share_calls_and_each_gets_its_own_sequence_n
         assert_eq!(answer["ShardId"], "shardId-000000000000");
         assert_eq!(
             answer["SequenceNumber"],
-            seq_of(&fake, body.as_bytes()),
+            seq_of(fake, body.as_bytes()),
             "{body} answers its own record's sequence number"
         );
         assert!(
@@ -83,16 +72,14 @@ async fn concurrent_single_requests_share_calls_and_each_gets_its_own_sequence_n
 
 #[tokio::test]
 async fn a_batch_request_mixed_with_singles_gets_exactly_its_own_records_in_order() {
-    let (address, fake) = coalescing_service(|_| {}).await;
+    let app = coalescing_app(|_| {}).await;
+    let fake = app.fake();
     let batch: Vec<String> = (0..5).map(|i| format!("batch-{i}")).collect();
     let singles: Vec<String> = (0..6).map(|i| format!(r#""single-{i}""#)).collect();
 
-    let batch_request = post(
-        &address,
-        "record_per_entry=true&partition_key=k",
-        serde_json::to_string(&batch).unwrap(),
-    );
-    let single_requests = join_all(singles.iter().map(|b| post(&address, "", b.clone())));
+    let batch_body = serde_json::to_string(&batch).unwrap();
+    let batch_request = app.post_json("record_per_entry=true&partition_key=k", &batch_body);
+    let single_requests = join_all(singles.iter().map(|b| app.post_json("", b)));
     let (batch_response, single_responses) = tokio::join!(batch_request, single_requests);
 
     assert_eq!(batch_response.status(), 200);
@@ -103,7 +90,7 @@ async fn a_batch_request_mixed_with_singles_gets_exactly_its_own_records_in_orde
     for (i, item) in batch.iter().enumerate() {
         assert_eq!(
             records[i]["SequenceNumber"],
-            seq_of(&fake, item.as_bytes()),
+            seq_of(fake, item.as_bytes()),
             "entry {i} is {item}"
         );
     }
@@ -123,7 +110,8 @@ async fn a_batch_request_mixed_with_singles_gets_exactly_its_own_records_in_orde
 
 #[tokio::test]
 async fn per_entry_failures_and_retries_in_a_coalesced_batch_reach_only_their_own_request() {
-    let (address, fake) = coalescing_service(|s| s.delivery.max_attempts = 3).await;
+    let app = coalescing_app(|s| s.delivery.max_attempts = 3).await;
+    let fake = app.fake();
     fake.set_plan(Plan::entries(|e| {
         let fail = |code: &str| EntryVerdict::fail(code);
         match e.data {
@@ -135,16 +123,12 @@ async fn per_entry_failures_and_retries_in_a_coalesced_batch_reach_only_their_ow
         }
     }));
 
-    let singles = ["ok-1", "doomed", "broken", "invalid", "flaky", "ok-2"];
-    let single_requests = join_all(
-        singles
-            .iter()
-            .map(|d| post(&address, "", format!("\"{d}\""))),
-    );
-    let batch_request = post(
-        &address,
+    let singles =
+        ["ok-1", "doomed", "broken", "invalid", "flaky", "ok-2"].map(|d| format!("\"{d}\""));
+    let single_requests = join_all(singles.iter().map(|d| app.post_json("", d)));
+    let batch_request = app.post_json(
         "record_per_entry=true",
-        r#"["ok-b0", "doomed-b1", "flaky-b2"]"#.to_owned(),
+        r#"["ok-b0", "doomed-b1", "flaky-b2"]"#,
     );
     let (responses, batch_response) = tokio::join!(single_requests, batch_request);
     let mut responses = responses.into_iter();
@@ -153,7 +137,7 @@ async fn per_entry_failures_and_retries_in_a_coalesced_batch_reach_only_their_ow
     // Written, even the one that failed twice first: 200 with its own sequence number.
     for data in ["ok-1"] {
         let answer: Value = next().json().await.unwrap();
-        assert_eq!(answer["SequenceNumber"], seq_of(&fake, data.as_bytes()));
+        assert_eq!(answer["SequenceNumber"], seq_of(fake, data.as_bytes()));
     }
     let throttled = assert_problem(next(), 429, "throttled").await;
     assert!(throttled["detail"].is_string());
@@ -163,7 +147,7 @@ async fn per_entry_failures_and_retries_in_a_coalesced_batch_reach_only_their_ow
         let response = next();
         assert_eq!(response.status(), 200, "{data}");
         let answer: Value = response.json().await.unwrap();
-        assert_eq!(answer["SequenceNumber"], seq_of(&fake, data.as_bytes()));
+        assert_eq!(answer["SequenceNumber"], seq_of(fake, data.as_bytes()));
     }
 
     assert_eq!(batch_response.status(), 207);
@@ -172,9 +156,9 @@ async fn per_entry_failures_and_retries_in_a_coalesced_batch_reach_only_their_ow
     assert_eq!(answer["FailedRecordCount"], 1, "{answer}");
     let records = answer["Records"].as_array().unwrap();
     assert_eq!(records.len(), 3);
-    assert_eq!(records[0]["SequenceNumber"], seq_of(&fake, b"ok-b0"));
+    assert_eq!(records[0]["SequenceNumber"], seq_of(fake, b"ok-b0"));
     assert_eq!(records[1]["ErrorCode"], PTEE);
-    assert_eq!(records[2]["SequenceNumber"], seq_of(&fake, b"flaky-b2"));
+    assert_eq!(records[2]["SequenceNumber"], seq_of(fake, b"flaky-b2"));
 
     // Retries resent only what failed, and nothing that failed for good was written.
     let seen = |data: &[u8]| fake.attempts().iter().filter(|a| a.data == data).count();
@@ -189,24 +173,20 @@ async fn per_entry_failures_and_retries_in_a_coalesced_batch_reach_only_their_ow
 
 #[tokio::test]
 async fn beyond_the_buffered_bytes_cap_requests_get_503_overloaded_with_retry_after() {
-    let (address, fake) = coalescing_service(|s| {
+    let app = coalescing_app(|s| {
         s.coalesce.linger_ms = 0;
         s.coalesce.max_in_flight = 1;
         s.coalesce.max_buffered_bytes = 1_000;
     })
     .await;
+    let fake = app.fake();
     // A slow Kinesis: the first call holds its records while the others pile up behind it.
     fake.set_plan(Plan::accept_all().with_delay(Duration::from_millis(300)));
     let bodies: Vec<String> = (0..12)
         .map(|i| format!(r#""{i:02}-{}""#, "x".repeat(200)))
         .collect();
 
-    let responses = join_all(
-        bodies
-            .iter()
-            .map(|b| post(&address, "partition_key=k", b.clone())),
-    )
-    .await;
+    let responses = join_all(bodies.iter().map(|b| app.post_json("partition_key=k", b))).await;
 
     let (mut written, mut refused) = (Vec::new(), 0);
     for (body, response) in bodies.iter().zip(responses) {
@@ -238,15 +218,16 @@ async fn beyond_the_buffered_bytes_cap_requests_get_503_overloaded_with_retry_af
 
     // Once the buffer drains, requests are accepted again.
     fake.set_plan(Plan::accept_all());
-    let response = post(&address, "", r#""after""#.to_owned()).await;
+    let response = app.post_json("", r#""after""#).await;
     assert_eq!(response.status(), 200);
 }
 
 #[tokio::test]
 async fn coalesced_requests_land_in_the_emulator_each_once_with_its_own_sequence_number() {
-    let app = spawn_app_with(|s| {
-        let stream = s.dev.create_streams[0].name.clone();
-        s.coalesce.streams.push(StreamCoalesce::Name(stream));
+    let app = spawn_app_with(|s, stream| {
+        s.coalesce
+            .streams
+            .push(StreamCoalesce::Name(stream.to_owned()));
         s.coalesce.linger_ms = 50;
     })
     .await;

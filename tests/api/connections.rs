@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use kinesis_writer::access::key_digest_hex;
 use kinesis_writer::config::{AllowedStream, ApiKeySettings, Settings};
 
-use crate::helpers::{records_url, service_with_fake, spawn_app_with};
+use crate::helpers::{eventually, records_url, spawn_app_with, spawn_fake_app};
 
 /// Writes need a key (`k-writer` for `stream`; `k-other` for another stream), only `stream` is
 /// allowed, and the body cap is small (16 KiB).
@@ -44,7 +44,8 @@ fn guarded(s: &mut Settings, stream: &str) {
 /// connection by reconnecting when it notices in time; a load balancer answers 502.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_request_leaves_its_connection_ready_for_the_next() {
-    let (address, _fake) = service_with_fake(|s| guarded(s, "mine")).await;
+    let app = spawn_fake_app(guarded).await;
+    let (address, mine) = (app.address.clone(), app.stream.clone());
     let body = "x".repeat(6000);
     // (method and target, extra headers, expected status)
     let cases: &[(&str, &str, u16)] = &[
@@ -54,33 +55,40 @@ async fn a_refused_request_leaves_its_connection_ready_for_the_next() {
             400,
         ),
         (
-            "POST /streams/mine/records?record_per_entry=yes",
+            "POST /streams/{mine}/records?record_per_entry=yes",
             "x-api-key: k-writer\r\n",
             400,
         ),
         (
-            "POST /streams/mine/records",
+            "POST /streams/{mine}/records",
             "x-api-key: k-writer\r\ncontent-type: application/x-www-form-urlencoded\r\n",
             415,
         ),
-        ("POST /streams/mine/records", "", 401),
-        ("POST /streams/mine/records", "x-api-key: k-other\r\n", 403),
+        ("POST /streams/{mine}/records", "", 401),
+        (
+            "POST /streams/{mine}/records",
+            "x-api-key: k-other\r\n",
+            403,
+        ),
         (
             "POST /streams/not-allowed/records",
             "x-api-key: k-writer\r\n",
             404,
         ),
         ("POST /no/such/route", "", 404),
-        ("PUT /streams/mine/records", "", 405),
+        ("PUT /streams/{mine}/records", "", 405),
         (
-            "POST /streams/mine/records",
+            "POST /streams/{mine}/records",
             "x-api-key: k-writer\r\ncontent-encoding: br\r\n",
             415,
         ),
     ];
     let cases: Vec<_> = cases
         .iter()
-        .map(|(target, headers, status)| (target.to_string(), headers.to_string(), *status))
+        .map(|(target, headers, status)| {
+            let target = target.replace("{mine}", &mine);
+            (target, headers.to_string(), *status)
+        })
         .collect();
     tokio::task::spawn_blocking(move || {
         for (target, headers, status) in cases {
@@ -140,11 +148,7 @@ fn read_response(s: &mut TcpStream) -> (u16, String) {
 /// refusals given before the body is read: none may fail, and every write lands.
 #[tokio::test]
 async fn early_refusals_keep_pooled_connections_usable() {
-    let app = spawn_app_with(|s| {
-        let stream = s.dev.create_streams[0].name.clone();
-        guarded(s, &stream);
-    })
-    .await;
+    let app = spawn_app_with(guarded).await;
     // Few connections, so each is reused hundreds of times.
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(8)
@@ -258,29 +262,29 @@ async fn early_refusals_keep_pooled_connections_usable() {
 /// Load shedding (503 before the body is read) keeps the refused connection usable too.
 #[tokio::test]
 async fn a_shed_request_keeps_its_connection() {
-    let (address, fake) = service_with_fake(|s| s.server.max_concurrent_requests = 1).await;
+    let app = spawn_fake_app(|s, _| s.server.max_concurrent_requests = 1).await;
+    let fake = app.fake();
     fake.set_plan(Plan::accept_all().with_delay(Duration::from_millis(600)));
-    let stream = "shed-stream";
-    let http = reqwest::Client::new();
     let slow = tokio::spawn({
-        let http = http.clone();
-        let url = records_url(&address, stream, "");
-        async move { http.post(url).body("1").send().await.unwrap().status() }
+        let request = app.http.post(app.records_url("")).body("1");
+        async move { request.send().await.unwrap().status() }
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The slow request holds the only slot once it has reached Kinesis.
+    eventually(
+        "the slow request reaches Kinesis",
+        Duration::from_secs(5),
+        || async move { (fake.calls() > 0).then_some(()) },
+    )
+    .await;
     let filler = "x".repeat(8000);
-    let shed = http
-        .post(records_url(&address, stream, ""))
-        .body(filler.clone())
-        .send()
-        .await
-        .unwrap();
+    let shed = app.post("", &[], filler).await;
     assert_eq!(shed.status(), 503);
     assert!(shed.headers().get("connection").is_none());
     let _ = shed.bytes().await;
     // The slow request holds the other connection: this one reuses the shed one.
-    let next = http
-        .get(format!("{address}/health/live"))
+    let next = app
+        .http
+        .get(format!("{}/health/live", app.address))
         .send()
         .await
         .expect("the shed request's connection is still usable");
@@ -310,11 +314,12 @@ fn connect(address: &str) -> TcpStream {
 /// `header_read_timeout_ms`, and a kept-alive connection between requests is idle, not slow.
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_headers_and_idle_connections_are_closed() {
-    let (address, _fake) = service_with_fake(|s| {
+    let app = spawn_fake_app(|s, _| {
         s.server.header_read_timeout_ms = 400;
         s.server.idle_timeout_ms = 3000;
     })
     .await;
+    let address = app.address.clone();
     let closed = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let idle: Vec<_> = (0..200).map(|_| connect(&address)).collect();
@@ -363,11 +368,20 @@ async fn slow_headers_and_idle_connections_are_closed() {
 /// Past `max_connections`, a new connection is not served until an open one closes.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_connection_cap_holds_new_connections_until_one_closes() {
-    let (address, _fake) = service_with_fake(|s| s.server.max_connections = 4).await;
+    let app = spawn_fake_app(|s, _| s.server.max_connections = 4).await;
+    let address = app.address.clone();
     tokio::task::spawn_blocking(move || {
-        let open: Vec<_> = (0..4).map(|_| connect(&address)).collect();
-        // Let the server accept all four before the fifth arrives.
-        std::thread::sleep(Duration::from_millis(200));
+        // Each of the four is served once, so the server has accepted all four (and they stay
+        // open, kept alive) before the fifth arrives.
+        let open: Vec<_> = (0..4)
+            .map(|_| {
+                let mut s = connect(&address);
+                s.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                assert_eq!(read_response(&mut s).0, 200);
+                s
+            })
+            .collect();
         let mut fifth = connect(&address);
         fifth
             .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -9,23 +9,17 @@ use fake_kinesis::{CallCtx, CallError, CallVerdict, EntryCtx, EntryVerdict, Fake
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::helpers::{assert_problem, records_url, seq_of, service_with_fake, test_settings};
+use crate::helpers::{
+    TestApp, assert_problem, eventually, records_url, seq_of, spawn_fake_app, test_settings,
+};
 
 const PTEE: &str = "ProvisionedThroughputExceededException";
 
-async fn post_batch(address: &str, query: &str, items: &[&str]) -> reqwest::Response {
+/// POSTs `items` as one batch (`record_per_entry=true`) to the app's stream.
+async fn post_batch(app: &TestApp, query: &str, items: &[&str]) -> reqwest::Response {
     let body = serde_json::to_string(items).unwrap();
-    reqwest::Client::new()
-        .post(records_url(
-            address,
-            "s",
-            &format!("record_per_entry=true&{query}"),
-        ))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
+    app.post_json(&format!("record_per_entry=true&{query}"), &body)
         .await
-        .unwrap()
 }
 
 /// How many times the fake saw each record's data, whatever became of it.
@@ -39,23 +33,24 @@ fn seen_counts(fake: &FakeKinesis) -> HashMap<Vec<u8>, usize> {
 
 #[tokio::test]
 async fn transiently_failed_entries_are_written_exactly_once_and_successes_never_resent() {
-    let (address, fake) = service_with_fake(|_| {}).await;
+    let app = spawn_fake_app(|_, _| {}).await;
+    let fake = app.fake();
     fake.set_plan(Plan::fail_first_attempts(b"flaky", 2, PTEE));
     let items = ["ok-0", "flaky-1", "ok-2", "flaky-3", "ok-4"];
 
-    let response = post_batch(&address, "partition_key=k", &items).await;
+    let response = post_batch(&app, "partition_key=k", &items).await;
 
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["FailedRecordCount"], 0);
     assert_eq!(fake.received().len(), 5, "each record written exactly once");
-    let seen = seen_counts(&fake);
+    let seen = seen_counts(fake);
     for (i, item) in items.iter().enumerate() {
         let want = if item.starts_with("flaky") { 3 } else { 1 };
         assert_eq!(seen[item.as_bytes()], want, "{item} sent {want} time(s)");
         assert_eq!(
             answer["Records"][i]["SequenceNumber"],
-            seq_of(&fake, item.as_bytes()),
+            seq_of(fake, item.as_bytes()),
             "entry {i} in order"
         );
     }
@@ -63,12 +58,13 @@ async fn transiently_failed_entries_are_written_exactly_once_and_successes_never
 
 #[tokio::test]
 async fn an_exhausted_budget_gives_207_with_the_failed_indexes_and_retry_after() {
-    let (address, fake) = service_with_fake(|s| s.delivery.max_attempts = 3).await;
+    let app = spawn_fake_app(|s, _| s.delivery.max_attempts = 3).await;
+    let fake = app.fake();
     fake.set_plan(Plan::fail_entries_when(PTEE, |e| {
         e.data.starts_with(b"always")
     }));
 
-    let response = post_batch(&address, "", &["a", "always-1", "b", "always-3"]).await;
+    let response = post_batch(&app, "", &["a", "always-1", "b", "always-3"]).await;
 
     assert_eq!(response.status(), 207);
     assert_eq!(response.headers()["retry-after"], "1");
@@ -84,7 +80,7 @@ async fn an_exhausted_budget_gives_207_with_the_failed_indexes_and_retry_after()
             "entry {i}"
         );
     }
-    let seen = seen_counts(&fake);
+    let seen = seen_counts(fake);
     assert_eq!((seen[&b"always-1"[..]], seen[&b"a"[..]]), (3, 1));
     let received: Vec<Vec<u8>> = fake.received().into_iter().map(|r| r.data).collect();
     assert_eq!(received, vec![b"a".to_vec(), b"b".to_vec()]);
@@ -92,12 +88,13 @@ async fn an_exhausted_budget_gives_207_with_the_failed_indexes_and_retry_after()
 
 #[tokio::test]
 async fn entries_failing_for_good_are_not_retried_and_get_no_retry_after() {
-    let (address, fake) = service_with_fake(|_| {}).await;
+    let app = spawn_fake_app(|_, _| {}).await;
+    let fake = app.fake();
     fake.set_plan(Plan::fail_entries_when("InvalidArgumentException", |e| {
         e.data == b"bad"
     }));
 
-    let response = post_batch(&address, "", &["good", "bad"]).await;
+    let response = post_batch(&app, "", &["good", "bad"]).await;
 
     assert_eq!(response.status(), 207);
     assert!(response.headers().get("retry-after").is_none());
@@ -106,21 +103,17 @@ async fn entries_failing_for_good_are_not_retried_and_get_no_retry_after() {
         answer["Records"][1]["ErrorCode"],
         "InvalidArgumentException"
     );
-    assert_eq!(seen_counts(&fake)[&b"bad"[..]], 1);
+    assert_eq!(seen_counts(fake)[&b"bad"[..]], 1);
 }
 
 #[tokio::test]
 async fn a_throttled_whole_call_is_retried_then_answered_429_with_retry_after() {
-    let (address, fake) = service_with_fake(|s| s.delivery.max_attempts = 3).await;
+    let app = spawn_fake_app(|s, _| s.delivery.max_attempts = 3).await;
+    let fake = app.fake();
     fake.set_plan(Plan::fail_all_calls(CallError::throttled()));
 
-    let batch = post_batch(&address, "", &["x", "y"]).await;
-    let single = reqwest::Client::new()
-        .post(records_url(&address, "s", ""))
-        .body("1")
-        .send()
-        .await
-        .unwrap();
+    let batch = post_batch(&app, "", &["x", "y"]).await;
+    let single = app.post("", &[], "1").await;
 
     assert_eq!(batch.headers()["retry-after"], "1");
     assert_problem(batch, 429, "throttled").await;
@@ -136,15 +129,11 @@ async fn a_throttled_whole_call_is_retried_then_answered_429_with_retry_after() 
 
 #[tokio::test]
 async fn transient_call_failures_are_retried_until_the_write_succeeds() {
-    let (address, fake) = service_with_fake(|_| {}).await;
+    let app = spawn_fake_app(|_, _| {}).await;
+    let fake = app.fake();
     fake.set_plan(Plan::fail_first_calls(2, CallError::internal_failure()));
 
-    let response = reqwest::Client::new()
-        .post(records_url(&address, "s", ""))
-        .body(r#"{"n": 1}"#)
-        .send()
-        .await
-        .unwrap();
+    let response = app.post("", &[], r#"{"n": 1}"#).await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(fake.stats().put_record_calls, 3);
@@ -155,7 +144,8 @@ async fn transient_call_failures_are_retried_until_the_write_succeeds() {
 
 #[tokio::test]
 async fn a_call_error_after_partial_success_still_reports_what_was_written() {
-    let (address, fake) = service_with_fake(|_| {}).await;
+    let app = spawn_fake_app(|_, _| {}).await;
+    let fake = app.fake();
     // First call: "flaky" fails per entry. Every later call fails outright (stream deleted).
     fake.set_plan(Plan::from_rules(
         Some(std::sync::Arc::new(|c: &CallCtx<'_>| {
@@ -174,7 +164,7 @@ async fn a_call_error_after_partial_success_still_reports_what_was_written() {
         })),
     ));
 
-    let response = post_batch(&address, "", &["one", "flaky", "two"]).await;
+    let response = post_batch(&app, "", &["one", "flaky", "two"]).await;
 
     assert_eq!(
         response.status(),
@@ -194,12 +184,13 @@ async fn a_call_error_after_partial_success_still_reports_what_was_written() {
 
 #[tokio::test]
 async fn split_sends_an_oversized_batch_as_several_calls_merged_in_order() {
-    let (address, fake) = service_with_fake(|s| s.limits.max_records_per_request = 3).await;
+    let app = spawn_fake_app(|s, _| s.limits.max_records_per_request = 3).await;
+    let fake = app.fake();
     let items: Vec<String> = (0..8).map(|i| format!("r{i}")).collect();
     let items: Vec<&str> = items.iter().map(String::as_str).collect();
 
-    let refused = post_batch(&address, "", &items).await;
-    let split = post_batch(&address, "split=true", &items).await;
+    let refused = post_batch(&app, "", &items).await;
+    let split = post_batch(&app, "split=true", &items).await;
 
     assert_problem(refused, 422, "too_many_records").await;
     assert_eq!(split.status(), 200);
@@ -209,7 +200,7 @@ async fn split_sends_an_oversized_batch_as_several_calls_merged_in_order() {
     for (i, item) in items.iter().enumerate() {
         assert_eq!(
             answer["Records"][i]["SequenceNumber"],
-            seq_of(&fake, item.as_bytes()),
+            seq_of(fake, item.as_bytes()),
             "entry {i}"
         );
     }
@@ -217,24 +208,25 @@ async fn split_sends_an_oversized_batch_as_several_calls_merged_in_order() {
 
 #[tokio::test]
 async fn a_call_that_timed_out_after_kinesis_accepted_it_can_duplicate_as_documented() {
-    let (address, fake) = service_with_fake(|s| {
+    let app = spawn_fake_app(|s, _| {
         s.kinesis.attempt_timeout_ms = 200;
         s.kinesis.operation_timeout_ms = 200;
     })
     .await;
+    let fake = app.fake();
     // The first call is answered late (but still written, as Kinesis may do); the retry is fast.
     fake.set_plan(Plan::delay_first_calls(1, Duration::from_millis(600)));
 
-    let response = reqwest::Client::new()
-        .post(records_url(&address, "s", ""))
-        .header("content-type", "text/plain")
-        .body("dup")
-        .send()
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let response = app.post("", &[("content-type", "text/plain")], "dup").await;
 
     assert_eq!(response.status(), 200);
+    // Kinesis wrote the late call's record (only its answer was late) and then the retry's.
+    eventually(
+        "the late call's duplicate arrives",
+        Duration::from_secs(5),
+        || async move { (fake.received().len() >= 2).then_some(()) },
+    )
+    .await;
     assert_eq!(
         fake.received().len(),
         2,
@@ -247,9 +239,9 @@ async fn a_call_that_timed_out_after_kinesis_accepted_it_can_duplicate_as_docume
 /// every record is one or the other.
 #[tokio::test]
 async fn load_with_random_entry_failures_loses_and_duplicates_nothing() {
-    let (address, fake) = service_with_fake(|s| s.delivery.max_attempts = 4).await;
+    let app = spawn_fake_app(|s, _| s.delivery.max_attempts = 4).await;
+    let fake = app.fake();
     fake.set_plan(Plan::fail_entries_randomly(0.15, 7, PTEE));
-    let http = reqwest::Client::new();
     // 24 batches of 100 and 600 single records: 3,000 records, 16 requests in flight.
     let requests: Vec<Vec<String>> = (0..24)
         .map(|b| (0..100).map(|i| format!("b{b}-{i}")).collect())
@@ -259,30 +251,16 @@ async fn load_with_random_entry_failures_loses_and_duplicates_nothing() {
 
     let answers: Vec<(Vec<String>, u16, Value)> = futures_util::stream::iter(requests)
         .map(|items| {
-            let http = http.clone();
-            let address = address.clone();
+            let app = &app;
             async move {
                 let single = items.len() == 1 && items[0].starts_with("s-");
-                let (url, body) = if single {
-                    (records_url(&address, "s", ""), items[0].clone())
+                let r = if single {
+                    let text = [("content-type", "text/plain")];
+                    app.post("", &text, items[0].clone()).await
                 } else {
-                    (
-                        records_url(&address, "s", "record_per_entry=true"),
-                        serde_json::to_string(&items).unwrap(),
-                    )
+                    let batch = serde_json::to_string(&items).unwrap();
+                    app.post_json("record_per_entry=true", &batch).await
                 };
-                let ct = if single {
-                    "text/plain"
-                } else {
-                    "application/json"
-                };
-                let r = http
-                    .post(url)
-                    .header("content-type", ct)
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
                 let status = r.status().as_u16();
                 (items, status, r.json::<Value>().await.unwrap())
             }
@@ -382,6 +360,7 @@ async fn shutdown_drains_a_request_that_is_still_retrying() {
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
+    let fake = &fake;
     let request = tokio::spawn(
         reqwest::Client::new()
             .post(records_url(&address, "s", ""))
@@ -389,9 +368,12 @@ async fn shutdown_drains_a_request_that_is_still_retrying() {
             .body("in-flight")
             .send(),
     );
-    while fake.stats().put_record_calls == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(
+        "the request reaches Kinesis",
+        Duration::from_secs(5),
+        || async move { (fake.stats().put_record_calls > 0).then_some(()) },
+    )
+    .await;
 
     stop.send(()).unwrap();
     let response = request

@@ -9,113 +9,103 @@ use kinesis_writer::domain::{PutRecordOutcome, PutRecordsOutcome, Record, Stream
 use kinesis_writer::kinesis::{KinesisPublisher, ProbeResult, PublishError};
 
 use crate::helpers::{
-    assert_detail_contains, assert_problem, closed_endpoint, raise_record_limit, records_url,
-    spawn, spawn_app, spawn_app_with, test_settings,
+    assert_detail_contains, assert_problem, closed_endpoint, eventually, raise_record_limit, serve,
+    spawn_app, spawn_app_on, spawn_app_with, test_settings,
 };
 
 #[tokio::test]
 async fn malformed_requests_get_400_415_and_422_codes_and_nothing_lands() {
     let app = spawn_app().await;
     // (query, content type, body, status, code)
-    type Case<'a> = (&'a str, Option<&'a str>, &'a [u8], u16, &'a str);
+    type Case<'a> = (&'a str, &'a str, &'a [u8], u16, &'a str);
     let cases: &[Case<'_>] = &[
         (
             "record_per_entry=True",
-            Some("application/json"),
+            "application/json",
             b"[1]",
             400,
             "invalid_query_parameter",
         ),
         (
             "record_per_entry=1",
-            Some("application/json"),
+            "application/json",
             b"[1]",
             400,
             "invalid_query_parameter",
         ),
         (
             "record_per_entries=true",
-            Some("application/json"),
+            "application/json",
             b"[1]",
             400,
             "invalid_query_parameter",
         ),
         (
             "partition_key=a&partition_key=b",
-            Some("application/json"),
+            "application/json",
             b"1",
             400,
             "invalid_query_parameter",
         ),
+        ("", "application/json", b"{not json", 400, "invalid_body"),
+        ("", "application/json", b"NaN", 400, "invalid_body"),
         (
             "",
-            Some("application/json"),
-            b"{not json",
-            400,
-            "invalid_body",
-        ),
-        ("", Some("application/json"), b"NaN", 400, "invalid_body"),
-        (
-            "",
-            Some("application/json"),
+            "application/json",
             b"[1, Infinity]",
             400,
             "invalid_body",
         ),
-        ("", Some("application/json"), b"", 400, "invalid_body"),
-        (
-            "",
-            Some("application/json"),
-            b"\"\xff\"",
-            400,
-            "invalid_body",
-        ),
-        ("", Some("text/plain"), b"\xff\xfe", 400, "invalid_body"),
+        ("", "application/json", b"", 400, "invalid_body"),
+        ("", "application/json", b"\"\xff\"", 400, "invalid_body"),
+        ("", "text/plain", b"\xff\xfe", 400, "invalid_body"),
         (
             "record_per_entry=true",
-            Some("application/json"),
+            "application/json",
             br#"{"a": 1}"#,
             422,
             "data_must_be_list",
         ),
         (
             "record_per_entry=true",
-            Some("application/json"),
+            "application/json",
             b"[]",
             422,
             "empty_batch",
         ),
         (
             "",
-            Some("application/x-www-form-urlencoded"),
+            "application/x-www-form-urlencoded",
             b"a=b",
             415,
             "unsupported_media_type",
         ),
         (
             "",
-            Some("application/xml"),
+            "application/xml",
             b"<a/>",
             415,
             "unsupported_media_type",
         ),
         (
             "record_per_entry=true",
-            Some("text/plain"),
+            "text/plain",
             b"[1]",
             415,
             "unsupported_media_type",
         ),
         (
             "record_per_entry=true",
-            Some("application/octet-stream"),
+            "application/octet-stream",
             b"[1]",
             415,
             "unsupported_media_type",
         ),
     ];
     for (query, ct, body, status, code) in cases {
-        let response = app.post(query, *ct, body.to_vec()).await;
+        let response = app
+            .post(query, &[("content-type", ct)], body.to_vec())
+            .await;
         assert_problem(response, *status, code).await;
     }
     assert!(app.landed().await.is_empty());
@@ -126,7 +116,11 @@ async fn curls_default_content_type_is_told_to_send_json() {
     let app = spawn_app().await;
 
     let response = app
-        .post("", Some("application/x-www-form-urlencoded"), "a=b")
+        .post(
+            "",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            "a=b",
+        )
         .await;
 
     let body = assert_problem(response, 415, "unsupported_media_type").await;
@@ -137,13 +131,7 @@ async fn curls_default_content_type_is_told_to_send_json() {
 async fn invalid_stream_names_are_refused_without_a_call() {
     let app = spawn_app().await;
     for stream in ["bad%20name", "semi;colon", &"x".repeat(129), "%C3%A9"] {
-        let response = app
-            .http
-            .post(records_url(&app.address, stream, ""))
-            .body("1")
-            .send()
-            .await
-            .unwrap();
+        let response = app.post_to(stream, "", &[], "1").await;
         assert_problem(response, 400, "invalid_stream_name").await;
     }
 }
@@ -152,13 +140,7 @@ async fn invalid_stream_names_are_refused_without_a_call() {
 async fn a_missing_stream_is_404_stream_not_found() {
     let app = spawn_app().await;
 
-    let response = app
-        .http
-        .post(records_url(&app.address, "no-such-stream", ""))
-        .body("1")
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_to("no-such-stream", "", &[], "1").await;
 
     let body = assert_problem(response, 404, "stream_not_found").await;
     assert_eq!(body["error_class"], "UpstreamError");
@@ -169,12 +151,12 @@ async fn a_missing_stream_is_404_stream_not_found() {
 #[tokio::test]
 async fn what_kinesis_itself_refuses_is_422_kinesis_rejected() {
     // Configuration says 2 MiB, but the stream itself was left at 1 MiB: Kinesis refuses.
-    let app = spawn_app_with(|s| raise_record_limit(s, 2 * 1024 * 1024)).await;
+    let app = spawn_app_with(|s, stream| raise_record_limit(s, stream, 2 * 1024 * 1024)).await;
 
     let response = app
         .post(
             "partition_key=k",
-            Some("application/octet-stream"),
+            &[("content-type", "application/octet-stream")],
             vec![b'q'; 1024 * 1024 + 10],
         )
         .await;
@@ -188,12 +170,7 @@ async fn what_kinesis_itself_refuses_is_422_kinesis_rejected() {
 async fn unknown_routes_and_methods_get_problem_bodies() {
     let app = spawn_app().await;
 
-    let r1 = app
-        .http
-        .get(format!("{}/nope", app.address))
-        .send()
-        .await
-        .unwrap();
+    let r1 = app.get("/nope").await;
     let r2 = app.http.get(app.records_url("")).send().await.unwrap();
 
     assert_problem(r1, 404, "not_found").await;
@@ -203,14 +180,9 @@ async fn unknown_routes_and_methods_get_problem_bodies() {
 #[tokio::test]
 async fn kinesis_unreachable_is_503_with_retry_after() {
     // A port nobody listens on: connection refused, as when Kinesis or the emulator is down.
-    let address = spawn(test_settings(&closed_endpoint())).await;
+    let app = spawn_app_on(&closed_endpoint(), |_, _| {}).await;
 
-    let response = reqwest::Client::new()
-        .post(records_url(&address, "any", ""))
-        .body("1")
-        .send()
-        .await
-        .unwrap();
+    let response = app.post("", &[], "1").await;
 
     assert_eq!(
         response
@@ -237,19 +209,15 @@ async fn a_silent_kinesis_is_504_within_the_configured_timeout() {
             held.push(socket);
         }
     });
-    let mut settings = test_settings(&format!("http://127.0.0.1:{port}"));
-    settings.kinesis.attempt_timeout_ms = 300;
-    settings.kinesis.operation_timeout_ms = 1000;
-    settings.kinesis.max_attempts = 1;
-    let address = spawn(settings).await;
+    let app = spawn_app_on(&format!("http://127.0.0.1:{port}"), |s, _| {
+        s.kinesis.attempt_timeout_ms = 300;
+        s.kinesis.operation_timeout_ms = 1000;
+        s.kinesis.max_attempts = 1;
+    })
+    .await;
 
     let started = Instant::now();
-    let response = reqwest::Client::new()
-        .post(records_url(&address, "any", ""))
-        .body("1")
-        .send()
-        .await
-        .unwrap();
+    let response = app.post("", &[], "1").await;
 
     assert_problem(response, 504, "upstream_timeout").await;
     assert!(
@@ -280,19 +248,13 @@ async fn no_credentials_is_502_upstream_error_and_not_ready() {
     let loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(NoCredentials);
-    let app = kinesis_writer::startup::Application::build_with_aws(settings, loader)
-        .await
-        .unwrap();
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let http = reqwest::Client::new();
+    let app = serve(
+        kinesis_writer::startup::Application::build_with_aws(settings, loader)
+            .await
+            .unwrap(),
+    );
 
-    let response = http
-        .post(records_url(&address, "any", ""))
-        .body("1")
-        .send()
-        .await
-        .unwrap();
+    let response = app.post("", &[], "1").await;
     let body = assert_problem(response, 502, "upstream_error").await;
     assert!(
         !body["detail"]
@@ -303,20 +265,16 @@ async fn no_credentials_is_502_upstream_error_and_not_ready() {
     );
 
     // The first probe's answer replaces "not probed yet" within a few hundred ms.
-    let started = Instant::now();
-    loop {
-        let ready = http
-            .get(format!("{address}/health/ready"))
-            .send()
-            .await
-            .unwrap();
-        let body = assert_problem(ready, 503, "not_ready").await;
-        if body["detail"] == "not ready: no AWS credentials found" {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "{body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let app = &app;
+    eventually(
+        "readiness says no AWS credentials found",
+        Duration::from_secs(10),
+        || async move {
+            let body = assert_problem(app.get("/health/ready").await, 503, "not_ready").await;
+            (body["detail"] == "not ready: no AWS credentials found").then_some(())
+        },
+    )
+    .await;
 }
 
 /// A publisher whose every call panics, standing in for a bug anywhere below the handler.
@@ -329,6 +287,7 @@ impl KinesisPublisher for Panicking {
         &self,
         _: &StreamName,
         _: &Record,
+        _: Option<&str>,
     ) -> Result<PutRecordOutcome, PublishError> {
         panic!("the publisher broke: invariant 42 violated")
     }
@@ -370,21 +329,16 @@ async fn a_panic_is_a_500_problem_and_its_message_is_logged_once() {
         .with_writer(move || sink.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let app = kinesis_writer::startup::Application::build_with_publisher(
-        test_settings(&closed_endpoint()),
-        std::sync::Arc::new(Panicking),
-    )
-    .await
-    .unwrap();
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
-
-    let response = reqwest::Client::new()
-        .post(records_url(&address, "any", ""))
-        .body("1")
-        .send()
+    let app = serve(
+        kinesis_writer::startup::Application::build_with_publisher(
+            test_settings(&closed_endpoint()),
+            std::sync::Arc::new(Panicking),
+        )
         .await
-        .unwrap();
+        .unwrap(),
+    );
+
+    let response = app.post("", &[], "1").await;
     let body = assert_problem(response, 500, "internal_error").await;
     assert_eq!(body["error_class"], "InternalError");
     assert!(!body.to_string().contains("invariant 42"), "{body}");

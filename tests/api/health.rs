@@ -1,58 +1,39 @@
 //! Health endpoints: live always, ready once Kinesis answers.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::helpers::{assert_problem, closed_endpoint, spawn, spawn_app, test_settings};
+use crate::helpers::{assert_problem, closed_endpoint, eventually, spawn_app, spawn_app_on};
 
 #[tokio::test]
 async fn live_answers_at_once_and_ready_once_the_emulator_answers() {
     let app = spawn_app().await;
-    let http = &app.http;
 
-    let live = http
-        .get(format!("{}/health/live", app.address))
-        .send()
-        .await
-        .unwrap();
+    let live = app.get("/health/live").await;
     assert_eq!(live.status(), 200);
     assert_eq!(
         live.json::<serde_json::Value>().await.unwrap()["status"],
         "live"
     );
 
-    let started = Instant::now();
-    loop {
-        let ready = http
-            .get(format!("{}/health/ready", app.address))
-            .send()
-            .await
-            .unwrap();
-        if ready.status() == 200 {
-            assert_eq!(
-                ready.json::<serde_json::Value>().await.unwrap()["status"],
-                "ready"
-            );
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "not ready after 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let app = &app;
+    let ready = eventually("ready", Duration::from_secs(10), || async move {
+        let ready = app.get("/health/ready").await;
+        (ready.status() == 200).then_some(ready)
+    })
+    .await;
+    assert_eq!(
+        ready.json::<serde_json::Value>().await.unwrap()["status"],
+        "ready"
+    );
 }
 
 #[tokio::test]
 async fn ready_is_503_while_kinesis_is_unreachable() {
-    let address = spawn(test_settings(&closed_endpoint())).await;
+    let app = spawn_app_on(&closed_endpoint(), |_, _| {}).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let ready = reqwest::get(format!("{address}/health/ready"))
-        .await
-        .unwrap();
-    let live = reqwest::get(format!("{address}/health/live"))
-        .await
-        .unwrap();
+    let ready = app.get("/health/ready").await;
+    let live = app.get("/health/live").await;
 
     assert_eq!(
         ready

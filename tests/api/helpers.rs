@@ -1,5 +1,6 @@
 //! Test harness: the emulator (started once, on free loopback ports, SIGKILLed when this test
-//! process ends), `spawn_app` (the service on port 0), fresh streams, and read-back.
+//! process ends), `TestApp` (the service on port 0 against the emulator, a fake or nothing),
+//! fresh streams, read-back, and `eventually` for bounded waits.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -199,66 +200,125 @@ pub(crate) async fn control_client() -> aws_sdk_kinesis::Client {
     aws_sdk_kinesis::Client::new(&config)
 }
 
-/// A running service plus what a test needs to talk to it and to look behind it.
+/// A running service plus what a test needs to talk to it and to look behind it: the emulator
+/// (`spawn_app*`, with a fresh stream of the test's own), a `fake-kinesis` (`spawn_fake_app`), or
+/// nothing the harness controls (`spawn_app_on`, `serve`).
 #[derive(Debug)]
 pub(crate) struct TestApp {
+    /// `http://127.0.0.1:PORT`.
     pub(crate) address: String,
+    /// One pooled client per app.
     pub(crate) http: reqwest::Client,
-    pub(crate) kinesis: aws_sdk_kinesis::Client,
-    /// A fresh, ACTIVE, one-shard stream of this test's own.
+    /// This test's stream: fresh and ACTIVE on the emulator, a random valid name otherwise.
     pub(crate) stream: String,
+    kinesis: Option<aws_sdk_kinesis::Client>,
+    fake: Option<fake_kinesis::FakeKinesis>,
 }
 
-/// The service against the emulator, with a fresh stream.
+/// The service against the emulator, with a fresh one-shard stream.
 pub(crate) async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
+    spawn_app_with(|_, _| {}).await
 }
 
-/// Like `spawn_app`, with settings adjusted by `tweak` (called with the fresh stream's name set in
-/// `settings.dev.create_streams[0]`, so per-stream limits can name it).
-pub(crate) async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+/// Like `spawn_app`, with settings adjusted by `tweak`, which is given the fresh stream's name
+/// (for per-stream limits, allowlists, keys and coalescing).
+pub(crate) async fn spawn_app_with(tweak: impl FnOnce(&mut Settings, &str)) -> TestApp {
+    spawn_app_with_shards(1, tweak).await
+}
+
+/// Like `spawn_app_with`, with a fresh stream of `shards` shards.
+pub(crate) async fn spawn_app_with_shards(
+    shards: i32,
+    tweak: impl FnOnce(&mut Settings, &str),
+) -> TestApp {
     init_logs();
     let kinesis = control_client().await;
-    let stream = fresh_stream(&kinesis).await;
+    let stream = create_stream(&kinesis, shards).await;
     let mut settings = test_settings(emulator_endpoint());
-    settings
-        .dev
-        .create_streams
-        .push(kinesis_writer::config::DevStream {
-            name: stream.clone(),
-            shards: 1,
-        });
-    tweak(&mut settings);
-    let address = spawn(settings).await;
-    TestApp {
-        address,
-        http: reqwest::Client::new(),
-        kinesis,
-        stream,
-    }
+    tweak(&mut settings, &stream);
+    let mut app = serve(build(settings).await);
+    app.stream = stream;
+    app.kinesis = Some(kinesis);
+    app
 }
 
-/// Starts the service with `settings` (static test credentials) and returns its base URL.
-pub(crate) async fn spawn(settings: Settings) -> String {
-    let app = Application::build_with_aws(settings, test_loader())
-        .await
-        .expect("app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
-    address
-}
-
-/// The service pointed at a fresh `fake-kinesis`, with fast retry backoff for tests; `tweak`
-/// adjusts the settings last.
-pub(crate) async fn service_with_fake(
-    tweak: impl FnOnce(&mut Settings),
-) -> (String, fake_kinesis::FakeKinesis) {
+/// The service pointed at a fresh `fake-kinesis`, with fast retry backoff (5 ms base, 20 ms max);
+/// `tweak` adjusts the settings last and is given the app's stream name.
+pub(crate) async fn spawn_fake_app(tweak: impl FnOnce(&mut Settings, &str)) -> TestApp {
+    init_logs();
     let fake = fake_kinesis::FakeKinesis::start().await;
     let mut settings = test_settings(&fake.endpoint());
     settings.delivery.base_backoff_ms = 5;
     settings.delivery.max_backoff_ms = 20;
-    tweak(&mut settings);
-    (spawn(settings).await, fake)
+    let stream = random_stream_name("fake");
+    tweak(&mut settings, &stream);
+    let mut app = serve(build(settings).await);
+    app.stream = stream;
+    app.fake = Some(fake);
+    app
+}
+
+/// The service pointed at `endpoint`, where nothing the harness controls answers (a closed port,
+/// a silent socket, a test's private emulator); `tweak` is given the app's (random) stream name.
+pub(crate) async fn spawn_app_on(
+    endpoint: &str,
+    tweak: impl FnOnce(&mut Settings, &str),
+) -> TestApp {
+    init_logs();
+    let mut settings = test_settings(endpoint);
+    let stream = random_stream_name("any");
+    tweak(&mut settings, &stream);
+    let mut app = serve(build(settings).await);
+    app.stream = stream;
+    app
+}
+
+/// Builds the service with `settings` and static test credentials.
+async fn build(settings: Settings) -> Application {
+    Application::build_with_aws(settings, test_loader())
+        .await
+        .expect("app builds")
+}
+
+/// Runs an already built service (a custom publisher or credentials provider) until the test
+/// ends. Its stream is a random valid name; it has neither emulator client nor fake.
+pub(crate) fn serve(app: Application) -> TestApp {
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp {
+        address,
+        http: reqwest::Client::new(),
+        stream: random_stream_name("any"),
+        kinesis: None,
+        fake: None,
+    }
+}
+
+fn random_stream_name(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Polls `check` every 25 ms until it gives `Some`, and returns that; panics naming `what` if
+/// `timeout` passes first. For waiting on something, instead of sleeping and hoping.
+pub(crate) async fn eventually<T, F>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> F,
+) -> T
+where
+    F: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "{what}: not within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// The sequence number the fake gave the record with exactly `data`, which must have landed once.
@@ -279,11 +339,16 @@ pub(crate) fn seq_of(fake: &fake_kinesis::FakeKinesis, data: &[u8]) -> String {
 
 /// Creates a uniquely named one-shard stream and waits until it is ACTIVE.
 pub(crate) async fn fresh_stream(kinesis: &aws_sdk_kinesis::Client) -> String {
-    let name = format!("test-{}", uuid::Uuid::new_v4().simple());
+    create_stream(kinesis, 1).await
+}
+
+/// Creates a uniquely named stream of `shards` shards and waits until it is ACTIVE.
+async fn create_stream(kinesis: &aws_sdk_kinesis::Client, shards: i32) -> String {
+    let name = random_stream_name("test");
     kinesis
         .create_stream()
         .stream_name(&name)
-        .shard_count(1)
+        .shard_count(shards)
         .send()
         .await
         .expect("CreateStream");
@@ -302,32 +367,75 @@ pub(crate) struct Landed {
 }
 
 impl TestApp {
+    /// The emulator's client (emulator-backed apps only).
+    pub(crate) fn kinesis(&self) -> &aws_sdk_kinesis::Client {
+        self.kinesis
+            .as_ref()
+            .expect("kinesis(): this app is not emulator-backed (spawn_app*)")
+    }
+
+    /// The fake behind the service (`spawn_fake_app` apps only).
+    pub(crate) fn fake(&self) -> &fake_kinesis::FakeKinesis {
+        self.fake
+            .as_ref()
+            .expect("fake(): this app is not fake-backed (spawn_fake_app)")
+    }
+
+    /// The records URL of this test's stream, with `query` (no `?`) if not empty.
     pub(crate) fn records_url(&self, query: &str) -> String {
         records_url(&self.address, &self.stream, query)
     }
 
-    /// POSTs `body` with `content_type` to this test's stream.
+    /// POSTs `body` with `headers` to this test's stream.
     pub(crate) async fn post(
         &self,
         query: &str,
-        content_type: Option<&str>,
+        headers: &[(&str, &str)],
         body: impl Into<reqwest::Body>,
     ) -> reqwest::Response {
-        let mut req = self.http.post(self.records_url(query)).body(body);
-        if let Some(ct) = content_type {
-            req = req.header("content-type", ct);
+        self.post_to(&self.stream, query, headers, body).await
+    }
+
+    /// POSTs `body` with `headers` to `stream` (a name other than this test's own).
+    pub(crate) async fn post_to(
+        &self,
+        stream: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(records_url(&self.address, stream, query))
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
-        req.send().await.expect("request sent")
+        request.send().await.expect("request sent")
     }
 
+    /// POSTs a JSON `body` (content type `application/json`) to this test's stream.
     pub(crate) async fn post_json(&self, query: &str, body: &str) -> reqwest::Response {
-        self.post(query, Some("application/json"), body.to_owned())
-            .await
+        self.post(
+            query,
+            &[("content-type", "application/json")],
+            body.to_owned(),
+        )
+        .await
     }
 
-    /// Every record in this test's stream, oldest first.
+    /// GETs `path` (e.g. `/health/ready`).
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Every record in this test's stream (all shards), oldest first per shard.
     pub(crate) async fn landed(&self) -> Vec<Landed> {
-        read_stream(&self.kinesis, &self.stream).await
+        read_stream(self.kinesis(), &self.stream).await
     }
 }
 
@@ -443,14 +551,13 @@ pub(crate) fn closed_endpoint() -> String {
     format!("http://127.0.0.1:{}", free_port())
 }
 
-/// Raises the record-size limit of the test's fresh stream by configuration alone.
-pub(crate) fn raise_record_limit(settings: &mut Settings, bytes: usize) {
-    let name = settings.dev.create_streams[0].name.clone();
+/// Raises the record-size limit of `stream` by configuration alone.
+pub(crate) fn raise_record_limit(settings: &mut Settings, stream: &str, bytes: usize) {
     settings
         .limits
         .streams
         .push(kinesis_writer::config::StreamLimitSettings {
-            name,
+            name: stream.to_owned(),
             max_record_size_bytes: Some(bytes),
             max_request_size_bytes: None,
         });

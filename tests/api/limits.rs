@@ -5,6 +5,7 @@ use crate::helpers::{assert_problem, raise_record_limit, spawn_app, spawn_app_wi
 use crate::records::urlencode;
 
 const MIB: usize = 1024 * 1024;
+const OCTETS: &[(&str, &str)] = &[("content-type", "application/octet-stream")];
 
 #[tokio::test]
 async fn record_size_counts_data_plus_key_bytes_and_the_limit_itself_passes() {
@@ -14,10 +15,8 @@ async fn record_size_counts_data_plus_key_bytes_and_the_limit_itself_passes() {
     let over = vec![b'b'; MIB - 1];
     let key = format!("partition_key={}", urlencode("é"));
 
-    let ok = app
-        .post(&key, Some("application/octet-stream"), at_limit.clone())
-        .await;
-    let refused = app.post(&key, Some("application/octet-stream"), over).await;
+    let ok = app.post(&key, OCTETS, at_limit.clone()).await;
+    let refused = app.post(&key, OCTETS, over).await;
 
     assert_eq!(ok.status(), 200);
     let body = assert_problem(refused, 422, "record_too_large").await;
@@ -59,7 +58,7 @@ async fn batch_records_are_size_checked_too_and_the_lowest_index_is_reported() {
 #[tokio::test]
 async fn request_size_is_the_sum_of_data_and_key_bytes_at_the_configured_limit() {
     // A small configured request limit keeps the emulator fast; the arithmetic is the same.
-    let app = spawn_app_with(|s| s.limits.max_request_size_bytes = 1000).await;
+    let app = spawn_app_with(|s, _| s.limits.max_request_size_bytes = 1000).await;
     // 4 records of 248 data bytes + 2-byte key "kk" = 4 × 250 = 1000.
     let batch = |last: usize| {
         format!(
@@ -120,7 +119,7 @@ async fn partition_keys_are_1_to_256_utf16_code_units() {
         let response = app
             .post(
                 &format!("partition_key={}", urlencode(key)),
-                Some("text/plain"),
+                &[("content-type", "text/plain")],
                 "x",
             )
             .await;
@@ -170,26 +169,16 @@ async fn checks_run_in_api_md_order() {
 
 #[tokio::test]
 async fn the_body_cap_answers_413_before_parsing() {
-    let app = spawn_app_with(|s| {
+    let app = spawn_app_with(|s, _| {
         s.limits.max_request_size_bytes = 1000;
         s.limits.max_record_size_bytes = 1000;
         s.limits.body_limit_bytes = 2000;
     })
     .await;
 
-    let ok = app
-        .post(
-            "partition_key=k",
-            Some("application/octet-stream"),
-            vec![b'z'; 999],
-        )
-        .await;
-    let at_cap = app
-        .post("", Some("application/octet-stream"), vec![b'z'; 2000])
-        .await;
-    let over_cap = app
-        .post("", Some("application/octet-stream"), vec![b'z'; 2001])
-        .await;
+    let ok = app.post("partition_key=k", OCTETS, vec![b'z'; 999]).await;
+    let at_cap = app.post("", OCTETS, vec![b'z'; 2000]).await;
+    let over_cap = app.post("", OCTETS, vec![b'z'; 2001]).await;
     // Not even valid JSON: the cap is checked before the body is parsed.
     let over_cap_json = app.post_json("", &"{".repeat(2001)).await;
 
@@ -205,13 +194,7 @@ async fn the_body_cap_answers_413_before_parsing() {
 async fn the_default_body_cap_is_16_mib() {
     let app = spawn_app().await;
 
-    let response = app
-        .post(
-            "",
-            Some("application/octet-stream"),
-            vec![0u8; 16 * MIB + 1],
-        )
-        .await;
+    let response = app.post("", OCTETS, vec![0u8; 16 * MIB + 1]).await;
 
     let body = assert_problem(response, 413, "payload_too_large").await;
     assert_eq!(body["limit"], 16 * MIB);
@@ -219,8 +202,8 @@ async fn the_default_body_cap_is_16_mib() {
 
 #[tokio::test]
 async fn a_stream_raised_to_2_mib_is_served_by_configuration_alone() {
-    let app = spawn_app_with(|s| raise_record_limit(s, 2 * MIB)).await;
-    app.kinesis
+    let app = spawn_app_with(|s, stream| raise_record_limit(s, stream, 2 * MIB)).await;
+    app.kinesis()
         .update_max_record_size()
         .stream_arn(stream_arn(&app).await)
         .max_record_size_in_kib(2048)
@@ -229,19 +212,9 @@ async fn a_stream_raised_to_2_mib_is_served_by_configuration_alone() {
         .expect("UpdateMaxRecordSize");
     let record = vec![b'r'; MIB + MIB / 2];
 
-    let ok = app
-        .post(
-            "partition_key=k",
-            Some("application/octet-stream"),
-            record.clone(),
-        )
-        .await;
+    let ok = app.post("partition_key=k", OCTETS, record.clone()).await;
     let refused = app
-        .post(
-            "partition_key=k",
-            Some("application/octet-stream"),
-            vec![b'r'; 2 * MIB],
-        )
+        .post("partition_key=k", OCTETS, vec![b'r'; 2 * MIB])
         .await;
 
     assert_eq!(ok.status(), 200);
@@ -254,7 +227,7 @@ async fn a_stream_raised_to_2_mib_is_served_by_configuration_alone() {
 
 async fn stream_arn(app: &crate::helpers::TestApp) -> String {
     let summary = app
-        .kinesis
+        .kinesis()
         .describe_stream_summary()
         .stream_name(&app.stream)
         .send()

@@ -18,15 +18,7 @@ async fn openapi_yaml_matches_the_document_the_code_generates() {
 async fn the_served_document_is_openapi_3_1_with_every_route() {
     let app = spawn_app().await;
 
-    let doc: serde_json::Value = app
-        .http
-        .get(format!("{}/openapi.json", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
 
     assert_eq!(
         doc,

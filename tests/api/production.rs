@@ -5,12 +5,12 @@
 use std::io::Write;
 use std::time::Duration;
 
-use fake_kinesis::{FakeKinesis, Plan};
+use fake_kinesis::Plan;
 use futures_util::StreamExt;
 use kinesis_writer::access::key_digest_hex;
 use kinesis_writer::config::{AllowedStream, ApiKeySettings, Settings};
 
-use crate::helpers::{assert_problem, records_url, spawn, spawn_app_with, test_settings};
+use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with, spawn_fake_app};
 
 fn allow(settings: &mut Settings, names: &[&str]) {
     settings.streams.allow_all = false;
@@ -34,37 +34,27 @@ fn key(id: &str, secret: &str, streams: &[&str]) -> ApiKeySettings {
 
 #[tokio::test]
 async fn the_auth_matrix_on_the_real_emulator() {
-    let app = spawn_app_with(|s| {
-        let stream = s.dev.create_streams[0].name.clone();
-        allow(s, &[&stream, "other-stream"]);
+    let app = spawn_app_with(|s, stream| {
+        allow(s, &[stream, "other-stream"]);
         s.auth.required = true;
         s.auth.keys = vec![
-            key("writer", "s3cret-writer", &[&stream]),
+            key("writer", "s3cret-writer", &[stream]),
             key("elsewhere", "s3cret-other", &["other-stream"]),
         ];
     })
     .await;
     let post = |auth: Option<(&'static str, &'static str)>| {
-        let mut req = app
-            .http
-            .post(app.records_url("partition_key=k"))
-            .header("content-type", "text/plain")
-            .body("payload");
-        if let Some((name, value)) = auth {
-            req = req.header(name, value);
-        }
-        req.send()
+        let mut headers = vec![("content-type", "text/plain")];
+        headers.extend(auth);
+        let app = &app;
+        async move { app.post("partition_key=k", &headers, "payload").await }
     };
 
-    let none = post(None).await.unwrap();
-    let wrong = post(Some(("authorization", "Bearer not-a-key")))
-        .await
-        .unwrap();
-    let other = post(Some(("x-api-key", "s3cret-other"))).await.unwrap();
-    let ok = post(Some(("authorization", "Bearer s3cret-writer")))
-        .await
-        .unwrap();
-    let ok2 = post(Some(("x-api-key", "s3cret-writer"))).await.unwrap();
+    let none = post(None).await;
+    let wrong = post(Some(("authorization", "Bearer not-a-key"))).await;
+    let other = post(Some(("x-api-key", "s3cret-other"))).await;
+    let ok = post(Some(("authorization", "Bearer s3cret-writer"))).await;
+    let ok2 = post(Some(("x-api-key", "s3cret-writer"))).await;
 
     assert_eq!(none.headers()["www-authenticate"], "Bearer");
     assert_problem(none, 401, "unauthorized").await;
@@ -82,25 +72,12 @@ async fn the_auth_matrix_on_the_real_emulator() {
 
 #[tokio::test]
 async fn a_stream_off_the_allowlist_is_404_without_any_call_to_aws() {
-    let fake = FakeKinesis::start().await;
-    let mut settings = test_settings(&fake.endpoint());
-    allow(&mut settings, &["allowed"]);
-    let address = spawn(settings).await;
-    let http = reqwest::Client::new();
+    let app = spawn_fake_app(|s, stream| allow(s, &[stream])).await;
+    let fake = app.fake();
 
-    let refused = http
-        .post(records_url(&address, "not-allowed", ""))
-        .body("1")
-        .send()
-        .await
-        .unwrap();
+    let refused = app.post_to("not-allowed", "", &[], "1").await;
     let calls_after_refusal = fake.calls();
-    let ok = http
-        .post(records_url(&address, "allowed", ""))
-        .body("1")
-        .send()
-        .await
-        .unwrap();
+    let ok = app.post("", &[], "1").await;
 
     let body = assert_problem(refused, 404, "stream_not_found").await;
     assert_eq!(
@@ -140,14 +117,14 @@ fn stream_counters(metrics: &str, stream: &str, names: &[&str]) -> Vec<Option<f6
 
 #[tokio::test]
 async fn metrics_move_after_real_writes() {
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_app().await;
     let stream = app.stream.clone();
 
     let r1 = app
         .post_json("record_per_entry=true&partition_key=kk", r#"["ab", "cde"]"#)
         .await;
     let r2 = app
-        .post("partition_key=kk", Some("text/plain"), "xyz")
+        .post("partition_key=kk", &[("content-type", "text/plain")], "xyz")
         .await;
     let r3 = app.post_json("record_per_entry=true", "[]").await;
     assert_eq!(
@@ -158,12 +135,7 @@ async fn metrics_move_after_real_writes() {
         ),
         (200, 200, 422)
     );
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap();
+    let metrics = app.get("/metrics").await;
 
     assert_eq!(metrics.status(), 200);
     assert!(
@@ -203,25 +175,21 @@ async fn metrics_move_after_real_writes() {
 
 #[tokio::test]
 async fn metrics_can_require_a_key() {
-    let fake = FakeKinesis::start().await;
-    let mut settings = test_settings(&fake.endpoint());
-    settings.metrics.require_auth = true;
-    settings.auth.keys = vec![key("ops", "ops-key", &["*"])];
-    let address = spawn(settings).await;
-    let http = reqwest::Client::new();
+    let app = spawn_fake_app(|s, _| {
+        s.metrics.require_auth = true;
+        s.auth.keys = vec![key("ops", "ops-key", &["*"])];
+    })
+    .await;
 
-    let without = http.get(format!("{address}/metrics")).send().await.unwrap();
-    let with = http
-        .get(format!("{address}/metrics"))
+    let without = app.get("/metrics").await;
+    let with = app
+        .http
+        .get(format!("{}/metrics", app.address))
         .bearer_auth("ops-key")
         .send()
         .await
         .unwrap();
-    let health = http
-        .get(format!("{address}/health/live"))
-        .send()
-        .await
-        .unwrap();
+    let health = app.get("/health/live").await;
 
     assert_problem(without, 401, "unauthorized").await;
     assert_eq!(with.status(), 200);
@@ -236,37 +204,22 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn gzip_bodies_are_decompressed_and_a_bomb_gets_413() {
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_app().await;
     let batch = br#"[{"a": 1}, "two"]"#;
     let bomb = gzip(&vec![b' '; 64 * 1024 * 1024]); // 64 MiB of spaces: ~65 KB compressed
+    let json = ("content-type", "application/json");
 
     let ok = app
-        .http
-        .post(app.records_url("record_per_entry=true&partition_key=g"))
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(gzip(batch))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            "record_per_entry=true&partition_key=g",
+            &[json, ("content-encoding", "gzip")],
+            gzip(batch),
+        )
+        .await;
     let bombed = app
-        .http
-        .post(app.records_url(""))
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(bomb.clone())
-        .send()
-        .await
-        .unwrap();
-    let brotli = app
-        .http
-        .post(app.records_url(""))
-        .header("content-type", "application/json")
-        .header("content-encoding", "br")
-        .body("1")
-        .send()
-        .await
-        .unwrap();
+        .post("", &[json, ("content-encoding", "gzip")], bomb.clone())
+        .await;
+    let brotli = app.post("", &[json, ("content-encoding", "br")], "1").await;
 
     assert_eq!(ok.status(), 200);
     assert!(
@@ -282,25 +235,17 @@ async fn gzip_bodies_are_decompressed_and_a_bomb_gets_413() {
 
 #[tokio::test]
 async fn beyond_the_concurrency_cap_requests_are_shed_with_503_not_queued() {
-    let fake = FakeKinesis::start().await;
+    let app = spawn_fake_app(|s, _| s.server.max_concurrent_requests = 2).await;
+    let fake = app.fake();
     fake.set_plan(Plan::accept_all().with_delay(Duration::from_millis(400)));
-    let mut settings = test_settings(&fake.endpoint());
-    settings.server.max_concurrent_requests = 2;
-    let address = spawn(settings).await;
-    let http = reqwest::Client::new();
 
     let statuses: Vec<(u16, Option<String>, String)> = futures_util::stream::iter(0..6)
         .map(|i| {
-            let http = http.clone();
-            let url = records_url(&address, "s", "");
+            let app = &app;
             async move {
-                let r = http
-                    .post(url)
-                    .header("content-type", "text/plain")
-                    .body(format!("r{i}"))
-                    .send()
-                    .await
-                    .unwrap();
+                let r = app
+                    .post("", &[("content-type", "text/plain")], format!("r{i}"))
+                    .await;
                 let retry = r
                     .headers()
                     .get("retry-after")
@@ -311,11 +256,7 @@ async fn beyond_the_concurrency_cap_requests_are_shed_with_503_not_queued() {
         .buffer_unordered(6)
         .collect()
         .await;
-    let health = http
-        .get(format!("{address}/health/live"))
-        .send()
-        .await
-        .unwrap();
+    let health = app.get("/health/live").await;
 
     let ok = statuses.iter().filter(|(s, _, _)| *s == 200).count();
     let shed: Vec<_> = statuses.iter().filter(|(s, _, _)| *s == 503).collect();
@@ -335,53 +276,35 @@ async fn beyond_the_concurrency_cap_requests_are_shed_with_503_not_queued() {
 
 #[tokio::test]
 async fn a_request_over_the_request_timeout_gets_408() {
-    let fake = FakeKinesis::start().await;
-    fake.set_plan(Plan::accept_all().with_delay(Duration::from_millis(1500)));
-    let mut settings = test_settings(&fake.endpoint());
-    settings.server.request_timeout_ms = 300;
-    let address = spawn(settings).await;
+    let app = spawn_fake_app(|s, _| s.server.request_timeout_ms = 300).await;
+    app.fake()
+        .set_plan(Plan::accept_all().with_delay(Duration::from_millis(1500)));
 
-    let response = reqwest::Client::new()
-        .post(records_url(&address, "s", ""))
-        .body("1")
-        .send()
-        .await
-        .unwrap();
+    let response = app.post("", &[], "1").await;
 
     assert_problem(response, 408, "request_timeout").await;
 }
 
 #[tokio::test]
 async fn retries_throttles_and_final_failures_are_counted() {
-    let fake = FakeKinesis::start().await;
+    let app = spawn_fake_app(|s, _| {
+        s.delivery.max_attempts = 3;
+        s.delivery.base_backoff_ms = 1;
+        s.delivery.max_backoff_ms = 2;
+    })
+    .await;
     // "flaky" fails twice then lands; "doomed" fails on every attempt.
-    fake.set_plan(Plan::fail_entries_when(
+    app.fake().set_plan(Plan::fail_entries_when(
         "ProvisionedThroughputExceededException",
         |e| (e.data == b"flaky" && e.seen_before < 2) || e.data == b"doomed",
     ));
-    let mut settings = test_settings(&fake.endpoint());
-    settings.delivery.max_attempts = 3;
-    settings.delivery.base_backoff_ms = 1;
-    settings.delivery.max_backoff_ms = 2;
-    let address = spawn(settings).await;
-    let stream = format!("metrics-{}", uuid::Uuid::new_v4().simple());
-    let http = reqwest::Client::new();
+    // The app's stream name is unique, so these counters are this test's alone.
+    let stream = app.stream.clone();
 
-    let response = http
-        .post(records_url(&address, &stream, "record_per_entry=true"))
-        .header("content-type", "application/json")
-        .body(r#"["ok", "flaky", "doomed"]"#)
-        .send()
-        .await
-        .unwrap();
-    let text = http
-        .get(format!("{address}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let response = app
+        .post_json("record_per_entry=true", r#"["ok", "flaky", "doomed"]"#)
+        .await;
+    let text = metrics_text(&app).await;
 
     assert_eq!(response.status(), 207);
     let names = [
@@ -397,33 +320,29 @@ async fn retries_throttles_and_final_failures_are_counted() {
     );
 }
 
+/// The app's `/metrics` page.
+async fn metrics_text(app: &TestApp) -> String {
+    app.get("/metrics").await.text().await.unwrap()
+}
+
 #[tokio::test]
 async fn coalescing_reports_batch_sizes_and_buffered_bytes() {
-    let fake = FakeKinesis::start().await;
-    let mut settings = test_settings(&fake.endpoint());
-    settings.coalesce.enabled = true;
-    let address = spawn(settings).await;
-    let http = reqwest::Client::new();
+    let app = spawn_fake_app(|s, _| s.coalesce.enabled = true).await;
 
     let statuses: Vec<u16> = futures_util::stream::iter(0..10)
         .map(|i| {
-            let request = http
-                .post(records_url(&address, "s", ""))
-                .header("content-type", "text/plain")
-                .body(format!("c{i}"));
-            async move { request.send().await.unwrap().status().as_u16() }
+            let app = &app;
+            async move {
+                app.post("", &[("content-type", "text/plain")], format!("c{i}"))
+                    .await
+                    .status()
+                    .as_u16()
+            }
         })
         .buffer_unordered(10)
         .collect()
         .await;
-    let text = http
-        .get(format!("{address}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&app).await;
 
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert!(

@@ -2,6 +2,8 @@
 
 use crate::helpers::{is_uuid_v4, spawn_app};
 
+const OCTETS: &[(&str, &str)] = &[("content-type", "application/octet-stream")];
+
 #[tokio::test]
 async fn a_json_object_lands_byte_for_byte_under_a_fresh_uuid_key() {
     let app = spawn_app().await;
@@ -67,16 +69,12 @@ async fn text_and_binary_bodies_are_stored_verbatim() {
     let r1 = app
         .post(
             "partition_key=text-key",
-            Some("text/plain; charset=utf-8"),
+            &[("content-type", "text/plain; charset=utf-8")],
             text,
         )
         .await;
-    let r2 = app
-        .post("", Some("application/octet-stream"), binary.clone())
-        .await;
-    let r3 = app
-        .post("", Some("application/octet-stream"), Vec::new())
-        .await;
+    let r2 = app.post("", OCTETS, binary.clone()).await;
+    let r3 = app.post("", OCTETS, Vec::new()).await;
 
     assert_eq!(
         (
@@ -159,7 +157,7 @@ async fn a_batch_without_a_key_gets_a_distinct_uuid_per_record() {
 async fn record_per_entry_false_and_a_missing_content_type_mean_single_json() {
     let app = spawn_app().await;
 
-    let r1 = app.post("record_per_entry=false", None, "[1, 2]").await;
+    let r1 = app.post("record_per_entry=false", &[], "[1, 2]").await;
 
     assert_eq!(r1.status(), 200);
     let landed = app.landed().await;
@@ -171,16 +169,11 @@ async fn record_per_entry_false_and_a_missing_content_type_mean_single_json() {
 async fn non_ascii_partition_keys_round_trip() {
     let app = spawn_app().await;
     let key = "clé-😀";
-    let url = format!("{}?partition_key={}", app.records_url(""), urlencode(key));
+    let query = format!("partition_key={}", urlencode(key));
 
     let response = app
-        .http
-        .post(url)
-        .header("content-type", "text/plain")
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+        .post(&query, &[("content-type", "text/plain")], "x")
+        .await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(app.landed().await[0].partition_key, key);
@@ -191,13 +184,8 @@ async fn the_callers_request_id_is_kept() {
     let app = spawn_app().await;
 
     let response = app
-        .http
-        .post(app.records_url(""))
-        .header("x-request-id", "caller-chosen-id-123")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+        .post("", &[("x-request-id", "caller-chosen-id-123")], "{}")
+        .await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-request-id"], "caller-chosen-id-123");
