@@ -30,18 +30,27 @@ async fn live_answers_at_once_and_ready_once_the_emulator_answers() {
 #[tokio::test]
 async fn ready_is_503_while_kinesis_is_unreachable() {
     let app = spawn_app_on(&closed_endpoint(), |_, _| {}).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let ready = app.get("/health/ready").await;
+    // Until the first probe has run, readiness says "not probed yet"; wait for the probe's own
+    // answer, so this checks what the probe found and not only the initial state.
+    let app = &app;
+    let ready = eventually(
+        "readiness says the endpoint cannot be reached",
+        Duration::from_secs(10),
+        || async move {
+            let ready = app.get("/health/ready").await;
+            let retry_after = ready
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = assert_problem(ready, 503, "not_ready").await;
+            assert_eq!(retry_after.as_deref(), Some("1"), "{body}");
+            (body["detail"] == "not ready: the Kinesis endpoint cannot be reached").then_some(body)
+        },
+    )
+    .await;
     let live = app.get("/health/live").await;
 
-    assert_eq!(
-        ready
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap()),
-        Some("1")
-    );
-    assert_problem(ready, 503, "not_ready").await;
+    assert_eq!(ready["status"], 503);
     assert_eq!(live.status(), 200);
 }

@@ -10,7 +10,9 @@ use futures_util::StreamExt;
 use kinesis_writer::access::key_digest_hex;
 use kinesis_writer::config::{AllowedStream, ApiKeySettings, Settings};
 
-use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with, spawn_fake_app};
+use crate::helpers::{
+    TestApp, assert_problem, eventually, spawn_app, spawn_app_with, spawn_fake_app,
+};
 
 fn allow(settings: &mut Settings, names: &[&str]) {
     settings.streams.allow_all = false;
@@ -328,21 +330,36 @@ async fn metrics_text(app: &TestApp) -> String {
 #[tokio::test]
 async fn coalescing_reports_batch_sizes_and_buffered_bytes() {
     let app = spawn_fake_app(|s, _| s.coalesce.enabled = true).await;
+    // A slow Kinesis: the coalesced requests wait, their bytes buffered, until it answers.
+    app.fake()
+        .set_plan(Plan::accept_all().with_delay(Duration::from_millis(1000)));
+    // 10 requests of 100,000 data bytes and a 1-byte key. The gauge is process-wide (every app in
+    // this test binary shares the recorder), and no other test buffers anywhere near this much.
+    const DATA: usize = 100_000;
+    let one_request = (DATA + 1) as f64;
+    let all_requests = 10.0 * one_request;
+    let app = &app;
+    let buffered = || async move {
+        sample(&metrics_text(app).await, "coalesce_buffered_bytes", &[]).expect("the gauge")
+    };
 
-    let statuses: Vec<u16> = futures_util::stream::iter(0..10)
-        .map(|i| {
-            let app = &app;
-            async move {
-                app.post("", &[("content-type", "text/plain")], format!("c{i}"))
-                    .await
-                    .status()
-                    .as_u16()
-            }
+    let requests = futures_util::stream::iter(0..10)
+        .map(|i| async move {
+            let body = format!("c{i}-{}", "x".repeat(DATA - 3));
+            app.post("partition_key=k", &[("content-type", "text/plain")], body)
+                .await
+                .status()
+                .as_u16()
         })
         .buffer_unordered(10)
-        .collect()
-        .await;
-    let text = metrics_text(&app).await;
+        .collect::<Vec<u16>>();
+    let held = eventually(
+        "the waiting requests' bytes counted in coalesce_buffered_bytes",
+        Duration::from_secs(5),
+        || async move { (buffered().await >= all_requests).then_some(()) },
+    );
+    let (statuses, ()) = tokio::join!(requests, held);
+    let text = metrics_text(app).await;
 
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert!(
@@ -350,5 +367,12 @@ async fn coalescing_reports_batch_sizes_and_buffered_bytes() {
         "{text}"
     );
     assert!(sample(&text, "coalesce_batch_requests_sum", &[]).unwrap() >= 10.0);
-    assert!(text.contains("coalesce_buffered_bytes"));
+    // Answered, every request gave its bytes back: less than one of them is left (from other
+    // tests, if any).
+    eventually(
+        "the answered requests' bytes given back",
+        Duration::from_secs(5),
+        || async move { (buffered().await < one_request).then_some(()) },
+    )
+    .await;
 }
