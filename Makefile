@@ -1,6 +1,7 @@
 # kinesis-writer: the two commands a newcomer needs are `make run` and `make test`.
 .PHONY: run stop test check unit emulator openapi bench fuzz help
-.PHONY: deploy-check
+.PHONY: deploy-check deploy-test
+.PHONY: python-client-test
 
 CARGO ?= cargo
 
@@ -18,6 +19,7 @@ emulator: ## install the pinned Kinesis emulator (tools/kinesis-local) if missin
 
 test: emulator check deploy-check ## every check and test, emulator tests included (what CI runs)
 	$(CARGO) test --workspace --locked
+	$(MAKE) --no-print-directory python-client-test
 
 check: ## formatting and lints
 	$(CARGO) fmt --all -- --check
@@ -38,3 +40,10 @@ fuzz: emulator ## hostile input: property tests with many cases, then schemathes
 
 deploy-check: ## deploy/ offline: promtool check+test rules, kubernetes-validate, config/metrics consistency
 	scripts/deploy-check.sh
+
+deploy-test: ## Prometheus scrapes three instances under load; every dashboard query must return data
+	scripts/deploy-test.sh
+
+python-client-test: emulator ## the Python client (clients/python) side by side with newslaunch, against the service and the emulator
+	$(CARGO) build --locked --bin kinesis-writer
+	scripts/python-client-test.sh
