@@ -33,6 +33,12 @@ pub const COALESCE_BATCH_RECORDS: &str = "coalesce_batch_records";
 pub const COALESCE_BATCH_REQUESTS: &str = "coalesce_batch_requests";
 pub const COALESCE_BUFFERED_BYTES: &str = "coalesce_buffered_bytes";
 pub const COALESCE_OVERLOADED: &str = "coalesce_overloaded_total";
+/// KPL aggregation: user records per aggregated Kinesis record.
+pub const AGGREGATION_USER_RECORDS: &str = "kinesis_aggregation_user_records";
+/// KPL aggregation: bytes of each aggregated Kinesis record.
+pub const AGGREGATION_BYTES: &str = "kinesis_aggregation_bytes";
+/// KPL aggregation: requests whose records went out plain for want of a shard map.
+pub const AGGREGATION_PLAIN_FALLBACK: &str = "kinesis_aggregation_plain_fallback_total";
 
 /// Latency buckets in seconds, from a fast PutRecord to the retry deadline.
 const BUCKETS: [f64; 14] = [
@@ -41,6 +47,11 @@ const BUCKETS: [f64; 14] = [
 
 /// Size buckets for coalesced batches (records or requests per PutRecords call).
 const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 350.0, 500.0];
+
+/// Sizes of aggregated records in bytes, up to the 1 MiB default max record size.
+const AGGREGATE_BYTE_BUCKETS: [f64; 9] = [
+    1024.0, 4096.0, 16384.0, 32768.0, 51200.0, 131072.0, 262144.0, 524288.0, 1048576.0,
+];
 
 /// The recorder's handle, once [`handle`] has installed it.
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -55,6 +66,16 @@ pub fn handle() -> PrometheusHandle {
                 .set_buckets_for_metric(
                     Matcher::Prefix("coalesce_batch_".to_owned()),
                     &BATCH_BUCKETS,
+                )
+                .expect("static buckets are valid")
+                .set_buckets_for_metric(
+                    Matcher::Full(AGGREGATION_USER_RECORDS.to_owned()),
+                    &BATCH_BUCKETS,
+                )
+                .expect("static buckets are valid")
+                .set_buckets_for_metric(
+                    Matcher::Full(AGGREGATION_BYTES.to_owned()),
+                    &AGGREGATE_BYTE_BUCKETS,
                 )
                 .expect("static buckets are valid")
                 .build_recorder();
@@ -231,5 +252,12 @@ impl KinesisPublisher for MeteredPublisher {
 
     async fn probe(&self) -> ProbeResult {
         self.inner.probe().await
+    }
+
+    async fn list_shards(
+        &self,
+        stream: &StreamName,
+    ) -> Result<Vec<crate::kinesis::ShardRange>, PublishError> {
+        self.inner.list_shards(stream).await
     }
 }

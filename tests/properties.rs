@@ -105,6 +105,7 @@ impl KinesisPublisher for FakePublisher {
                 .map(|i| EntryOutcome::Written {
                     shard_id: "shardId-000000000000".to_owned(),
                     sequence_number: format!("{}", 1000 + i),
+                    sub_sequence_number: None,
                 })
                 .collect(),
             encryption_type: Some("NONE".to_owned()),

@@ -46,6 +46,11 @@ const LIST_VARS: &[ListVar] = &[
         names: true,
     },
     ListVar {
+        var: "APP_AGGREGATION__STREAMS",
+        key: "aggregation.streams",
+        names: true,
+    },
+    ListVar {
         var: "APP_AUTH__KEYS",
         key: "auth.keys",
         names: false,

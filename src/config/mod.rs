@@ -11,9 +11,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+mod aggregation;
 mod coalesce;
 mod environment;
 
+pub use aggregation::{AggregationConfig, AggregationSettings, StreamAggregation};
 pub use coalesce::{CoalesceSettings, LaneConfig, StreamCoalesce};
 pub use environment::Env;
 
@@ -36,6 +38,8 @@ pub struct Settings {
     pub dev: DevSettings,
     #[serde(default)]
     pub coalesce: CoalesceSettings,
+    #[serde(default)]
+    pub aggregation: AggregationSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -225,6 +229,8 @@ pub struct StreamSettings {
     pub split: SplitPolicy,
     /// `None`: the stream is not coalesced.
     pub lane: Option<LaneConfig>,
+    /// `None`: the stream's records go out plain (no KPL aggregation).
+    pub aggregation: Option<AggregationConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -385,6 +391,7 @@ impl Settings {
             }
         }
         self.coalesce.validate()?;
+        self.aggregation.validate()?;
         Ok(())
     }
 
@@ -432,6 +439,12 @@ impl Settings {
         self.coalesce.lane_for(stream, &self.limits_for(stream))
     }
 
+    /// How `stream` aggregates, or `None` when its records go out plain.
+    pub fn aggregation_for(&self, stream: &str) -> Option<AggregationConfig> {
+        self.aggregation
+            .config_for(stream, &self.limits_for(stream))
+    }
+
     /// Everything that applies to `stream`.
     pub fn stream(&self, stream: &str) -> StreamSettings {
         StreamSettings {
@@ -439,6 +452,7 @@ impl Settings {
             retry: self.retry_policy_for(stream),
             split: self.split_for(stream),
             lane: self.lane_for(stream),
+            aggregation: self.aggregation_for(stream),
         }
     }
 }

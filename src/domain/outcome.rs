@@ -38,6 +38,10 @@ pub enum EntryOutcome {
     Written {
         shard_id: String,
         sequence_number: String,
+        /// The user record's position inside the aggregated Kinesis record that holds it (KPL
+        /// aggregation, API.md §7); absent for a plain record.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sub_sequence_number: Option<u64>,
     },
     #[serde(rename_all = "PascalCase")]
     Failed {

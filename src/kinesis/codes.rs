@@ -112,6 +112,7 @@ mod tests {
         let written = EntryOutcome::Written {
             shard_id: "s".into(),
             sequence_number: "1".into(),
+            sub_sequence_number: None,
         };
         assert!(!written.is_retriable() && !written.is_throttled());
     }

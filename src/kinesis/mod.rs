@@ -6,6 +6,7 @@
 mod client;
 mod codes;
 mod error;
+pub mod kpl;
 mod sdk;
 
 pub use client::{build_sdk_client, load_sdk_config};
@@ -37,6 +38,22 @@ pub trait KinesisPublisher: Send + Sync + std::fmt::Debug + 'static {
 
     /// A cheap call that shows whether the endpoint answers with our credentials (readiness).
     async fn probe(&self) -> ProbeResult;
+
+    /// The stream's open shards and their hash-key ranges (`ListShards`), for aggregation's shard
+    /// map. A publisher that cannot list shards says so, and aggregation sends plain records.
+    async fn list_shards(&self, stream: &StreamName) -> Result<Vec<ShardRange>, PublishError> {
+        Err(PublishError::Upstream {
+            detail: format!("this publisher cannot list the shards of {stream}"),
+        })
+    }
+}
+
+/// One open shard: its id and the hash keys it owns, `start..=end`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardRange {
+    pub shard_id: String,
+    pub start: u128,
+    pub end: u128,
 }
 
 /// What a readiness probe learned.

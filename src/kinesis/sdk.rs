@@ -11,7 +11,7 @@ use aws_sdk_kinesis::types::{EncryptionType, PutRecordsRequestEntry};
 
 use aws_sdk_kinesis::config::{ProvideCredentials, SharedCredentialsProvider};
 
-use super::{KinesisPublisher, NotReady, NotReadyCause, ProbeResult, PublishError};
+use super::{KinesisPublisher, NotReady, NotReadyCause, ProbeResult, PublishError, ShardRange};
 use crate::config::AllowedStream;
 use crate::domain::{EntryOutcome, PutRecordOutcome, PutRecordsOutcome, Record, StreamName};
 
@@ -166,6 +166,7 @@ impl KinesisPublisher for SdkPublisher {
                 (None, Some(shard_id), Some(sequence_number)) => EntryOutcome::Written {
                     shard_id,
                     sequence_number,
+                    sub_sequence_number: None,
                 },
                 (code, _, _) => EntryOutcome::Failed {
                     error_code: code.unwrap_or_else(|| "InternalFailure".to_owned()),
@@ -194,6 +195,10 @@ impl KinesisPublisher for SdkPublisher {
             encryption_type,
             request_id,
         })
+    }
+
+    async fn list_shards(&self, stream: &StreamName) -> Result<Vec<ShardRange>, PublishError> {
+        self.open_shards(stream).await
     }
 
     async fn probe(&self) -> ProbeResult {
@@ -225,6 +230,55 @@ impl KinesisPublisher for SdkPublisher {
 }
 
 impl SdkPublisher {
+    /// ListShards, every page, open shards only (a closed parent of a resharded stream owns no
+    /// new records).
+    pub(super) async fn open_shards(
+        &self,
+        stream: &StreamName,
+    ) -> Result<Vec<ShardRange>, PublishError> {
+        let (client, name, arn) = self.target(stream);
+        let mut shards = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let request = match token.take() {
+                Some(t) => client.list_shards().next_token(t),
+                None => client
+                    .list_shards()
+                    .set_stream_name(name.clone())
+                    .set_stream_arn(arn.clone()),
+            };
+            let out = request
+                .send()
+                .await
+                .map_err(|e| PublishError::from_sdk(&e).about(stream.as_str()))?;
+            for shard in out.shards() {
+                let closed = shard
+                    .sequence_number_range()
+                    .and_then(|r| r.ending_sequence_number())
+                    .is_some();
+                let range = shard.hash_key_range();
+                let (Some(start), Some(end)) = (
+                    range.and_then(|r| r.starting_hash_key().parse().ok()),
+                    range.and_then(|r| r.ending_hash_key().parse().ok()),
+                ) else {
+                    continue;
+                };
+                if !closed {
+                    shards.push(ShardRange {
+                        shard_id: shard.shard_id().to_owned(),
+                        start,
+                        end,
+                    });
+                }
+            }
+            match out.next_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        Ok(shards)
+    }
+
     async fn credentials_resolve(&self) -> Result<(), String> {
         let Some(provider) = &self.credentials else {
             return Err("no credentials provider is configured".to_owned());

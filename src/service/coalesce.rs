@@ -34,8 +34,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
+use super::aggregate::{self, ShardMaps};
 use super::{IngestError, delivery};
-use crate::config::{CoalesceSettings, LaneConfig, RetryPolicy};
+use crate::config::{AggregationConfig, CoalesceSettings, LaneConfig, RetryPolicy};
 use crate::domain::{EntryOutcome, PutRecordsOutcome, Record, StreamName};
 use crate::kinesis::{KinesisPublisher, PublishError};
 
@@ -45,6 +46,8 @@ type Lanes = RwLock<HashMap<String, mpsc::UnboundedSender<Pending>>>;
 #[derive(Debug)]
 pub(crate) struct Coalescer {
     publisher: Arc<dyn KinesisPublisher>,
+    /// For streams that also aggregate: a batch from many requests is packed by shard too.
+    shard_maps: Arc<ShardMaps>,
     lanes: Arc<Lanes>,
     buffered: Arc<AtomicUsize>,
     max_buffered: usize,
@@ -85,13 +88,20 @@ struct LaneCtx {
     stream: StreamName,
     config: LaneConfig,
     policy: RetryPolicy,
+    aggregation: Option<AggregationConfig>,
     publisher: Arc<dyn KinesisPublisher>,
+    shard_maps: Arc<ShardMaps>,
 }
 
 impl Coalescer {
-    pub(crate) fn new(publisher: Arc<dyn KinesisPublisher>, settings: &CoalesceSettings) -> Self {
+    pub(crate) fn new(
+        publisher: Arc<dyn KinesisPublisher>,
+        settings: &CoalesceSettings,
+        shard_maps: Arc<ShardMaps>,
+    ) -> Self {
         Self {
             publisher,
+            shard_maps,
             lanes: Arc::default(),
             buffered: Arc::default(),
             max_buffered: settings.max_buffered_bytes,
@@ -108,6 +118,7 @@ impl Coalescer {
         stream: &StreamName,
         config: LaneConfig,
         policy: &RetryPolicy,
+        aggregation: Option<AggregationConfig>,
         records: Vec<Record>,
         started: Instant,
     ) -> Result<PutRecordsOutcome, IngestError> {
@@ -122,7 +133,7 @@ impl Coalescer {
             _reservation: reservation,
         };
         loop {
-            let lane = self.lane(stream, config, policy);
+            let lane = self.lane(stream, config, policy, aggregation);
             match lane.send(pending) {
                 Ok(()) => break,
                 // The lane retired between our look-up and our send: start a fresh one.
@@ -160,6 +171,7 @@ impl Coalescer {
         stream: &StreamName,
         config: LaneConfig,
         policy: &RetryPolicy,
+        aggregation: Option<AggregationConfig>,
     ) -> mpsc::UnboundedSender<Pending> {
         if let Some(lane) = self
             .lanes
@@ -180,7 +192,9 @@ impl Coalescer {
             stream: stream.clone(),
             config,
             policy: *policy,
+            aggregation,
             publisher: self.publisher.clone(),
+            shard_maps: self.shard_maps.clone(),
         };
         tokio::spawn(run_lane(
             ctx,
@@ -365,14 +379,32 @@ async fn send_batch(ctx: LaneCtx, batch: Batch, _permit: OwnedSemaphorePermit) {
     }
     metrics::histogram!(crate::metrics::COALESCE_BATCH_RECORDS).record(records.len() as f64);
     metrics::histogram!(crate::metrics::COALESCE_BATCH_REQUESTS).record(requests.len() as f64);
-    let chunk = delivery::send_chunk(
+    // With aggregation, the batch (many requests' records) is packed by shard; each request
+    // still gets its own records' outcomes, expanded from the aggregates that hold them.
+    let map = match ctx.aggregation.filter(|_| records.len() > 1) {
+        Some(config) => match ctx.shard_maps.get(&ctx.stream, config.refresh).await {
+            Some(map) => Some(aggregate::plan(&records, &config, &map)),
+            None => {
+                metrics::counter!(crate::metrics::AGGREGATION_PLAIN_FALLBACK, "stream" => ctx.stream.to_string())
+                    .increment(1);
+                None
+            }
+        },
+        None => None,
+    };
+    let to_send = map.as_ref().map_or(&records[..], |plan| &plan.records[..]);
+    let mut chunk = delivery::send_chunk(
         ctx.publisher.as_ref(),
         &ctx.stream,
-        &records,
+        to_send,
         &ctx.policy,
         started,
     )
     .await;
+    if let Some(plan) = &map {
+        let results = std::mem::take(&mut chunk.results);
+        chunk.results = plan.expand(results, &ctx.shard_maps, &ctx.stream);
+    }
     drop(records);
     if chunk.calls > 1 {
         tracing::info!(
@@ -412,7 +444,8 @@ mod tests {
             ..CoalesceSettings::default()
         };
         let publisher = Arc::new(crate::service::testing::RecordingPublisher::default());
-        let c = Coalescer::new(publisher, &s);
+        let maps = Arc::new(ShardMaps::new(publisher.clone()));
+        let c = Coalescer::new(publisher, &s, maps);
         let a = c.reserve(60).unwrap();
         assert!(matches!(
             c.reserve(60),

@@ -12,9 +12,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::aggregate::{self, ShardMaps};
 use super::coalesce::Coalescer;
 use super::{IngestError, delivery};
-use crate::config::{LaneConfig, Settings, StreamSettings};
+use crate::config::{AggregationConfig, LaneConfig, Settings, SplitPolicy, StreamSettings};
 use crate::domain::{
     EntryOutcome, Limits, Payload, PutRecordOutcome, PutRecordsOutcome, Record, RecordRules,
     StreamName,
@@ -60,14 +61,18 @@ pub struct IngestService {
     publisher: Arc<dyn KinesisPublisher>,
     settings: Arc<Settings>,
     coalescer: Coalescer,
+    /// Aggregated streams' shard maps, shared with the coalescing lanes.
+    shard_maps: Arc<ShardMaps>,
 }
 
 impl IngestService {
     pub fn new(publisher: Arc<dyn KinesisPublisher>, settings: Arc<Settings>) -> Self {
+        let shard_maps = Arc::new(ShardMaps::new(publisher.clone()));
         Self {
-            coalescer: Coalescer::new(publisher.clone(), &settings.coalesce),
+            coalescer: Coalescer::new(publisher.clone(), &settings.coalesce, shard_maps.clone()),
             publisher,
             settings,
+            shard_maps,
         }
     }
 
@@ -106,6 +111,7 @@ impl IngestService {
             retry: policy,
             split: mut split_policy,
             lane,
+            aggregation,
         } = self.settings.stream(stream.as_str());
         split_policy.enabled = request.split.unwrap_or(split_policy.enabled);
         let publisher = self.publisher.as_ref();
@@ -116,9 +122,10 @@ impl IngestService {
                 // SequenceNumberForOrdering.
                 let ordering = request.ordering.as_deref();
                 if let Some(lane) = lane.filter(|_| ordering.is_none()) {
+                    // One record: nothing to aggregate.
                     let outcome = self
                         .coalescer
-                        .submit(stream, lane, &policy, vec![record], started)
+                        .submit(stream, lane, &policy, None, vec![record], started)
                         .await?;
                     return Ok(WriteOutcome::Single(single_answer(outcome)?));
                 }
@@ -138,23 +145,67 @@ impl IngestService {
                 if let Some(lane) = lane.filter(|l| fits_one_call(&records, l, &limits)) {
                     let outcome = self
                         .coalescer
-                        .submit(stream, lane, &policy, records, started)
+                        .submit(stream, lane, &policy, aggregation, records, started)
                         .await?;
                     return Ok(WriteOutcome::Batch(outcome));
                 }
-                let outcome = delivery::put_records(
+                let map = match aggregation.filter(|_| records.len() > 1) {
+                    Some(config) => self.shard_map(stream, &config).await.map(|m| (config, m)),
+                    None => None,
+                };
+                let Some((config, map)) = map else {
+                    let outcome = delivery::put_records(
+                        publisher,
+                        stream,
+                        &records,
+                        &policy,
+                        &split_policy,
+                        &limits,
+                        started,
+                    )
+                    .await?;
+                    return Ok(WriteOutcome::Batch(outcome));
+                };
+                let plan = aggregate::plan(&records, &config, &map);
+                // Aggregates carry a little framing on top of their records: let them split
+                // into more calls rather than refuse what the limits already accepted.
+                let split_aggregates = SplitPolicy {
+                    enabled: true,
+                    ..split_policy
+                };
+                let mut outcome = delivery::put_records(
                     publisher,
                     stream,
-                    &records,
+                    &plan.records,
                     &policy,
-                    &split_policy,
+                    &split_aggregates,
                     &limits,
                     started,
                 )
                 .await?;
+                outcome.records = plan.expand(outcome.records, &self.shard_maps, stream);
+                outcome.failed_record_count =
+                    outcome.records.iter().filter(|e| !e.is_written()).count();
                 Ok(WriteOutcome::Batch(outcome))
             }
         }
+    }
+}
+
+impl IngestService {
+    /// `stream`'s shard map for aggregation; `None` (and a count in
+    /// `kinesis_aggregation_plain_fallback_total`) when there is none: the records go out plain.
+    async fn shard_map(
+        &self,
+        stream: &StreamName,
+        config: &AggregationConfig,
+    ) -> Option<Arc<aggregate::ShardMap>> {
+        let map = self.shard_maps.get(stream, config.refresh).await;
+        if map.is_none() {
+            metrics::counter!(crate::metrics::AGGREGATION_PLAIN_FALLBACK, "stream" => stream.to_string())
+                .increment(1);
+        }
+        map
     }
 }
 
@@ -178,6 +229,7 @@ fn single_answer(outcome: PutRecordsOutcome) -> Result<PutRecordOutcome, Publish
         Some(EntryOutcome::Written {
             shard_id,
             sequence_number,
+            ..
         }) => Ok(PutRecordOutcome {
             shard_id,
             sequence_number,

@@ -1,5 +1,6 @@
 //! The service layer: what a write means, independent of HTTP (limits, key policy, retries).
 
+mod aggregate;
 mod coalesce;
 mod delivery;
 mod ingest;

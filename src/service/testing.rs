@@ -34,6 +34,7 @@ impl RecordingPublisher {
             None => EntryOutcome::Written {
                 shard_id: "shardId-000000000000".to_owned(),
                 sequence_number: n.to_string(),
+                sub_sequence_number: None,
             },
         }
     }

@@ -2,6 +2,7 @@
 //! started once per test binary by `helpers`), a fresh stream per test. Records are read back
 //! with GetRecords and compared byte for byte.
 
+mod aggregation;
 mod cli;
 mod coalesce;
 mod connections;
@@ -14,3 +15,4 @@ mod openapi;
 mod outage;
 mod production;
 mod records;
+mod records_v2;

@@ -61,6 +61,10 @@ pub struct Options {
     /// Only count: keep no [`Received`] / [`Attempt`] lists (for benchmarks, where storing every
     /// record would make the fake the bottleneck and grow without bound).
     pub count_only: bool,
+    /// Answer `ListShards` with one open shard owning the whole hash-key range (every record the
+    /// fake accepts is on `shardId-000000000000` anyway). Off: `ListShards` is an unknown
+    /// operation, as for a role without `kinesis:ListShards`.
+    pub list_shards: bool,
 }
 
 /// A record the fake accepted (wrote).
@@ -145,6 +149,7 @@ struct Counters {
 
 struct Shared {
     count_only: bool,
+    list_shards: bool,
     plan: RwLock<Plan>,
     counters: Counters,
     /// Never reset, so sequence numbers stay increasing across resets as Kinesis' do.
@@ -162,9 +167,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn new(count_only: bool) -> Self {
+    fn new(count_only: bool, list_shards: bool) -> Self {
         Self {
             count_only,
+            list_shards,
             plan: RwLock::new(Plan::default()),
             counters: Counters::default(),
             seq: AtomicU64::new(0),
@@ -269,7 +275,7 @@ impl FakeKinesis {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(options.count_only));
+        let shared = Arc::new(Shared::new(options.count_only, options.list_shards));
         let (shutdown, mut stopped) = watch::channel(());
         let app = router(Arc::clone(&shared));
         tokio::spawn(async move {
@@ -480,6 +486,10 @@ async fn kinesis(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
     let operation = match target.strip_prefix(TARGET_PREFIX) {
         Some("PutRecord") => Operation::PutRecord,
         Some("PutRecords") => Operation::PutRecords,
+        Some("ListShards") if shared.list_shards => {
+            let body = br#"{"Shards":[{"ShardId":"shardId-000000000000","HashKeyRange":{"StartingHashKey":"0","EndingHashKey":"340282366920938463463374607431768211455"},"SequenceNumberRange":{"StartingSequenceNumber":"0"}}]}"#.to_vec();
+            return answer(request_id, StatusCode::OK, body);
+        }
         Some("ListStreams") => {
             shared
                 .counters

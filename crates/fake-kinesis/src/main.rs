@@ -1,7 +1,7 @@
 //! `fake-kinesis`: the fake as a standalone server, for the benchmark and manual runs.
 //!
 //! ```text
-//! fake-kinesis [--host 127.0.0.1] [--port 4569] [--count-only]
+//! fake-kinesis [--host 127.0.0.1] [--port 4569] [--count-only] [--list-shards]
 //! ```
 //! It accepts everything (the default plan). `GET /_stats` gives the counters, `POST /_reset`
 //! zeroes them. Stops on SIGINT or SIGTERM.
@@ -14,15 +14,17 @@ use fake_kinesis::{FakeKinesis, Options};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-const USAGE: &str = "usage: fake-kinesis [--host ADDR] [--port N] [--count-only]
+const USAGE: &str = "usage: fake-kinesis [--host ADDR] [--port N] [--count-only] [--list-shards]
   --host ADDR    address to bind (default 127.0.0.1)
   --port N       port to bind; 0 picks a free one (default 4569)
-  --count-only   keep counters only, not the records (for benchmarks)";
+  --count-only   keep counters only, not the records (for benchmarks)
+  --list-shards  answer ListShards with one shard (for aggregation)";
 
 fn parse_args() -> Result<Options, String> {
     let mut host: IpAddr = [127, 0, 0, 1].into();
     let mut port: u16 = 4569;
     let mut count_only = false;
+    let mut list_shards = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -35,6 +37,7 @@ fn parse_args() -> Result<Options, String> {
                 port = v.parse().map_err(|e| format!("--port {v}: {e}"))?;
             }
             "--count-only" => count_only = true,
+            "--list-shards" => list_shards = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -42,6 +45,7 @@ fn parse_args() -> Result<Options, String> {
     Ok(Options {
         addr: Some(SocketAddr::new(host, port)),
         count_only,
+        list_shards,
     })
 }
 

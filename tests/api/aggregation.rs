@@ -1,0 +1,525 @@
+//! KPL aggregation (API.md §7) on the real emulator with a 4-shard stream: what lands is read
+//! back shard by shard, de-aggregated with the reference Python package (aws-kinesis-agg, pinned
+//! in tools/kpl-reference) and with the project's own de-aggregator, and every user record must
+//! appear exactly once, with its data and key, on the shard its own key maps to.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use aws_sdk_kinesis::types::ShardIteratorType;
+use base64::Engine as _;
+use kinesis_writer::config::{StreamAggregation, StreamCoalesce};
+use kinesis_writer::kinesis::kpl;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app_on, spawn_app_with_shards, spawn_fake_app};
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+/// One Kinesis record as read back: its shard, key, sequence number and bytes.
+#[derive(Debug, Clone)]
+struct Raw {
+    shard: String,
+    partition_key: String,
+    sequence_number: String,
+    data: Vec<u8>,
+}
+
+/// A user record after de-aggregation: shard, key, data.
+type User = (String, String, Vec<u8>);
+
+async fn open_shards(app: &TestApp) -> Vec<(String, u128, u128)> {
+    let out = app
+        .kinesis()
+        .list_shards()
+        .stream_name(&app.stream)
+        .send()
+        .await
+        .unwrap();
+    out.shards()
+        .iter()
+        .filter(|s| {
+            s.sequence_number_range()
+                .and_then(|r| r.ending_sequence_number())
+                .is_none()
+        })
+        .map(|s| {
+            let r = s.hash_key_range().unwrap();
+            (
+                s.shard_id().to_owned(),
+                r.starting_hash_key().parse().unwrap(),
+                r.ending_hash_key().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The open shard whose range holds `key`'s hash.
+fn shard_of(shards: &[(String, u128, u128)], hash: u128) -> String {
+    shards
+        .iter()
+        .find(|(_, start, end)| *start <= hash && hash <= *end)
+        .map(|(id, _, _)| id.clone())
+        .expect("the open shards cover the hash-key range")
+}
+
+/// Every Kinesis record of the stream, shard by shard (closed shards included).
+async fn read_raw(app: &TestApp) -> Vec<Raw> {
+    let kinesis = app.kinesis();
+    let shards = kinesis
+        .list_shards()
+        .stream_name(&app.stream)
+        .send()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for shard in shards.shards() {
+        let mut iterator = kinesis
+            .get_shard_iterator()
+            .stream_name(&app.stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator;
+        while let Some(it) = iterator {
+            let page = kinesis
+                .get_records()
+                .shard_iterator(it)
+                .send()
+                .await
+                .unwrap();
+            if page.records().is_empty() {
+                break;
+            }
+            out.extend(page.records().iter().map(|r| Raw {
+                shard: shard.shard_id().to_owned(),
+                partition_key: r.partition_key().unwrap_or_default().to_owned(),
+                sequence_number: r.sequence_number().to_owned(),
+                data: r.data().as_ref().to_vec(),
+            }));
+            iterator = page.next_shard_iterator;
+        }
+    }
+    out
+}
+
+/// The reference package's virtual environment, created on first use from its pinned
+/// requirements (as the emulator is installed by the harness).
+fn reference_python() -> &'static PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/kpl-reference");
+        let python = dir.join(".venv/bin/python");
+        if !python.exists() {
+            let venv = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(dir.join(".venv"))
+                .status()
+                .expect("python3 is needed for the reference de-aggregator");
+            assert!(venv.success());
+            let pip = Command::new(dir.join(".venv/bin/pip"))
+                .args(["install", "-q", "--disable-pip-version-check", "-r"])
+                .arg(dir.join("requirements.txt"))
+                .status()
+                .unwrap();
+            assert!(pip.success(), "pip install of tools/kpl-reference failed");
+        }
+        python
+    })
+}
+
+/// De-aggregates with aws-kinesis-agg: the user records of each raw record, with its shard.
+fn reference_deaggregate(raw: &[Raw]) -> Vec<User> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let input: Vec<Value> = raw
+        .iter()
+        .map(|r| {
+            json!({"data": b64.encode(&r.data), "partition_key": r.partition_key,
+                   "sequence_number": r.sequence_number})
+        })
+        .collect();
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/kpl-reference/deaggregate.py");
+    let mut child = Command::new(reference_python())
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(child.stdin.take().unwrap(), &input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "deaggregate.py failed");
+    let users: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let shard_of_seq: HashMap<&str, &str> = raw
+        .iter()
+        .map(|r| (r.sequence_number.as_str(), r.shard.as_str()))
+        .collect();
+    users
+        .iter()
+        .map(|u| {
+            (
+                shard_of_seq[u["sequence_number"].as_str().unwrap()].to_owned(),
+                u["partition_key"].as_str().unwrap().to_owned(),
+                b64.decode(u["data"].as_str().unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// De-aggregates with the project's own de-aggregator.
+fn own_deaggregate(raw: &[Raw]) -> Vec<User> {
+    raw.iter()
+        .flat_map(|r| match kpl::deaggregate(&r.data) {
+            None => vec![(r.shard.clone(), r.partition_key.clone(), r.data.clone())],
+            Some(users) => users
+                .expect("a well-formed aggregate")
+                .into_iter()
+                .map(|u| (r.shard.clone(), u.partition_key, u.data.to_vec()))
+                .collect(),
+        })
+        .collect()
+}
+
+fn sorted(mut users: Vec<User>) -> Vec<User> {
+    users.sort();
+    users
+}
+
+/// `n` user records with `keys` distinct partition keys (and a few explicit hash keys), as
+/// envelopes.
+fn envelopes(tag: &str, n: usize, keys: usize) -> (String, Vec<(String, String)>) {
+    let mut sent = Vec::new();
+    let items: Vec<Value> = (0..n)
+        .map(|i| {
+            let key = format!("{tag}-key-{}", i % keys);
+            let data = format!("{tag}-record-{i}");
+            sent.push((key.clone(), data.clone()));
+            json!({"data": data, "partition_key": key})
+        })
+        .collect();
+    (serde_json::to_string(&items).unwrap(), sent)
+}
+
+/// Every sent record exactly once, with its key, on the shard its key maps to.
+fn assert_affinity(users: &[User], sent: &[(String, String)], shards: &[(String, u128, u128)]) {
+    let mut want: Vec<User> = sent
+        .iter()
+        .map(|(key, data)| {
+            (
+                shard_of(shards, kpl::partition_key_hash(key)),
+                key.clone(),
+                data.clone().into_bytes(),
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(sorted(users.to_vec()), want);
+}
+
+#[tokio::test]
+async fn aggregates_unpack_into_exactly_the_records_sent_each_on_its_own_shard() {
+    let app = spawn_app_with_shards(4, |s, stream| {
+        s.aggregation.streams = vec![StreamAggregation::Name(stream.to_owned())];
+    })
+    .await;
+    let shards = open_shards(&app).await;
+    let (body, sent) = envelopes("a", 60, 12);
+    let response = app
+        .post("envelope=true&record_per_entry=true", &[JSON], body)
+        .await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+
+    let raw = read_raw(&app).await;
+    assert!(
+        raw.len() <= shards.len(),
+        "60 small records in at most one aggregate per shard, got {} Kinesis records",
+        raw.len()
+    );
+    let reference = reference_deaggregate(&raw);
+    assert_affinity(&reference, &sent, &shards);
+    assert_eq!(sorted(own_deaggregate(&raw)), sorted(reference));
+
+    // Each user record's answer names the Kinesis record that holds it and its place inside.
+    let by_seq: HashMap<&str, &Raw> = raw
+        .iter()
+        .map(|r| (r.sequence_number.as_str(), r))
+        .collect();
+    for (i, (key, data)) in sent.iter().enumerate() {
+        let entry = &answer["Records"][i];
+        let holder = by_seq[entry["SequenceNumber"].as_str().unwrap()];
+        assert_eq!(entry["ShardId"], holder.shard.as_str());
+        let users = kpl::deaggregate(&holder.data).unwrap().unwrap();
+        let position = entry["SubSequenceNumber"]
+            .as_u64()
+            .expect("SubSequenceNumber") as usize;
+        assert_eq!(
+            (
+                users[position].partition_key.as_str(),
+                &users[position].data[..]
+            ),
+            (key.as_str(), data.as_bytes()),
+            "record {i}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn lone_and_oversized_records_go_out_plain() {
+    let app = spawn_app_with_shards(4, |s, stream| {
+        s.aggregation.streams = vec![StreamAggregation::Entry {
+            name: stream.to_owned(),
+            enabled: true,
+            max_bytes: Some(300),
+            max_records: None,
+        }];
+    })
+    .await;
+    // One key, so one shard: two small records share an aggregate, the big one goes alone.
+    let big = "x".repeat(400);
+    let items = json!([
+        {"data": "small-1", "partition_key": "k"},
+        {"data": "small-2", "partition_key": "k"},
+        {"data": big, "partition_key": "k"},
+    ]);
+    let batch = app
+        .post(
+            "envelope=true&record_per_entry=true",
+            &[JSON],
+            items.to_string(),
+        )
+        .await;
+    assert_eq!(batch.status(), 200);
+    let single = app.post("partition_key=solo", &[JSON], r#""alone""#).await;
+    assert_eq!(single.status(), 200);
+    let answer: Value = batch.json().await.unwrap();
+    // In order: the two small ones share an aggregate; the big one would pass max_bytes.
+    assert_eq!(answer["Records"][0]["SubSequenceNumber"], 0, "{answer}");
+    assert_eq!(answer["Records"][1]["SubSequenceNumber"], 1, "{answer}");
+    assert!(
+        answer["Records"][2].get("SubSequenceNumber").is_none(),
+        "{answer}"
+    );
+
+    let raw = read_raw(&app).await;
+    let plain: Vec<&[u8]> = raw
+        .iter()
+        .filter(|r| kpl::deaggregate(&r.data).is_none())
+        .map(|r| &r.data[..])
+        .collect();
+    assert_eq!(
+        plain.len(),
+        2,
+        "the oversized record and the single-mode one"
+    );
+    assert!(plain.contains(&big.as_bytes()) && plain.contains(&&b"alone"[..]));
+    let reference = reference_deaggregate(&raw);
+    assert_eq!(reference.len(), 4);
+}
+
+#[tokio::test]
+async fn after_a_reshard_the_refreshed_map_keeps_affinity() {
+    let app = spawn_app_with_shards(2, |s, stream| {
+        s.aggregation.streams = vec![StreamAggregation::Name(stream.to_owned())];
+    })
+    .await;
+    let (body, _) = envelopes("before", 20, 8);
+    assert_eq!(
+        app.post("envelope=true&record_per_entry=true", &[JSON], body)
+            .await
+            .status(),
+        200
+    );
+
+    // Split the first shard in the middle of its range: its records now belong to two children.
+    let shards = open_shards(&app).await;
+    let (first, start, end) = &shards[0];
+    app.kinesis()
+        .split_shard()
+        .stream_name(&app.stream)
+        .shard_to_split(first)
+        .new_starting_hash_key((start + (end - start) / 2).to_string())
+        .send()
+        .await
+        .expect("SplitShard");
+    kinesis_writer::dev::wait_active(
+        app.kinesis(),
+        &app.stream,
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let shards = open_shards(&app).await;
+    assert_eq!(shards.len(), 3);
+
+    // The cached map predates the split: the first write after it may land an aggregate on a
+    // child its records do not all belong to, which the service notices and refreshes the map
+    // for. Every write after that keeps affinity.
+    let (body, _) = envelopes("during", 20, 8);
+    assert_eq!(
+        app.post("envelope=true&record_per_entry=true", &[JSON], body)
+            .await
+            .status(),
+        200
+    );
+    let seen: usize = read_raw(&app).await.len();
+    let (body, sent) = envelopes("after", 30, 10);
+    assert_eq!(
+        app.post("envelope=true&record_per_entry=true", &[JSON], body)
+            .await
+            .status(),
+        200
+    );
+    let raw = read_raw(&app).await;
+    let new: Vec<Raw> = raw
+        .into_iter()
+        .filter(|r| {
+            kpl::deaggregate(&r.data)
+                .is_some_and(|u| u.unwrap().iter().any(|u| u.data.starts_with(b"after-")))
+                || r.data.starts_with(b"after-")
+        })
+        .collect();
+    assert!(!new.is_empty() && seen > 0);
+    assert_affinity(&reference_deaggregate(&new), &sent, &shards);
+}
+
+#[tokio::test]
+async fn without_a_shard_map_records_go_out_plain_and_say_so() {
+    // fake-kinesis has no ListShards: the service must not guess a shard.
+    let app = spawn_fake_app(|s, stream| {
+        s.aggregation.streams = vec![StreamAggregation::Name(stream.to_owned())];
+        s.coalesce.streams = vec![StreamCoalesce::Name("other".to_owned())];
+    })
+    .await;
+    let response = app
+        .post("record_per_entry=true", &[JSON], r#"["a", "b", "c"]"#)
+        .await;
+    assert_eq!(response.status(), 200);
+    let received: Vec<Vec<u8>> = app.fake().received().into_iter().map(|r| r.data).collect();
+    assert_eq!(received, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let fallback = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("kinesis_aggregation_plain_fallback_total")
+                && l.contains(&format!("stream=\"{}\"", app.stream))
+        })
+        .unwrap_or_else(|| panic!("no fallback count in {metrics}"));
+    assert!(fallback.ends_with(" 1"), "{fallback}");
+}
+
+#[tokio::test]
+async fn coalesced_requests_are_aggregated_together_and_answered_each_their_own() {
+    let app = spawn_app_with_shards(4, |s, stream| {
+        s.aggregation.streams = vec![StreamAggregation::Name(stream.to_owned())];
+        s.coalesce.streams = vec![StreamCoalesce::Name(stream.to_owned())];
+    })
+    .await;
+    let shards = open_shards(&app).await;
+    let mut all = Vec::new();
+    let mut requests = Vec::new();
+    for r in 0..8 {
+        let (body, sent) = envelopes(&format!("req{r}"), 10, 3);
+        all.extend(sent.clone());
+        requests.push((body, sent));
+    }
+    let answers =
+        futures_util::future::join_all(requests.iter().map(|(body, _)| {
+            app.post("envelope=true&record_per_entry=true", &[JSON], body.clone())
+        }))
+        .await;
+    for (response, (_, sent)) in answers.into_iter().zip(&requests) {
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["Records"].as_array().unwrap().len(), sent.len());
+        assert_eq!(answer["FailedRecordCount"], 0);
+    }
+    let raw = read_raw(&app).await;
+    assert!(
+        raw.len() < all.len(),
+        "{} Kinesis records for {} user records",
+        raw.len(),
+        all.len()
+    );
+    assert_affinity(&reference_deaggregate(&raw), &all, &shards);
+}
+
+/// A fake-kinesis that lists one shard, so aggregation has a map, and the service in front of it.
+async fn aggregating_fake(
+    tweak: impl FnOnce(&mut kinesis_writer::config::Settings),
+) -> (TestApp, fake_kinesis::FakeKinesis) {
+    let fake = fake_kinesis::FakeKinesis::start_with(fake_kinesis::Options {
+        list_shards: true,
+        ..fake_kinesis::Options::default()
+    })
+    .await
+    .unwrap();
+    let app = spawn_app_on(&fake.endpoint(), |s, stream| {
+        s.aggregation.streams = vec![StreamAggregation::Name(stream.to_owned())];
+        s.delivery.base_backoff_ms = 5;
+        s.delivery.max_backoff_ms = 20;
+        tweak(s);
+    })
+    .await;
+    (app, fake)
+}
+
+#[tokio::test]
+async fn an_aggregate_is_retried_as_one_and_a_final_failure_fails_each_of_its_records() {
+    // The aggregate holding "poison" is throttled once, then written: retried whole, not split.
+    let (app, fake) = aggregating_fake(|_| {}).await;
+    fake.set_plan(fake_kinesis::Plan::fail_first_attempts(
+        b"poison",
+        1,
+        "ProvisionedThroughputExceededException",
+    ));
+    let response = app
+        .post(
+            "record_per_entry=true&partition_key=k",
+            &[JSON],
+            r#"["a", "poison", "c"]"#,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    let subs: Vec<_> = (0..3)
+        .map(|i| answer["Records"][i]["SubSequenceNumber"].clone())
+        .collect();
+    assert_eq!(subs, [json!(0), json!(1), json!(2)]);
+    let attempts = fake.attempts();
+    assert_eq!(attempts.len(), 2, "one aggregate, sent twice: {attempts:?}");
+    assert!(attempts.iter().all(|a| a.data.starts_with(&kpl::MAGIC)));
+    let written = fake.received();
+    assert_eq!(written.len(), 1, "written once, never duplicated");
+    let users = kpl::deaggregate(&written[0].data).unwrap().unwrap();
+    let data: Vec<&[u8]> = users.iter().map(|u| &u.data[..]).collect();
+    assert_eq!(data, [&b"a"[..], b"poison", b"c"]);
+
+    // Always throttled: after the retries, each of its records fails with the code, 207.
+    let (app, fake) = aggregating_fake(|s| s.delivery.max_attempts = 2).await;
+    fake.set_plan(fake_kinesis::Plan::fail_all_entries(
+        "ProvisionedThroughputExceededException",
+    ));
+    let response = app
+        .post(
+            "record_per_entry=true&partition_key=k",
+            &[JSON],
+            r#"["x", "y"]"#,
+        )
+        .await;
+    assert_eq!(response.status(), 207);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["FailedRecordCount"], 2);
+    for i in 0..2 {
+        assert_eq!(
+            answer["Records"][i]["ErrorCode"],
+            "ProvisionedThroughputExceededException"
+        );
+    }
+    assert_eq!(fake.attempts().len(), 2, "the aggregate, twice");
+}
