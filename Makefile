@@ -1,6 +1,6 @@
 # kinesis-writer: the two commands a newcomer needs are `make run` and `make test`.
 .PHONY: run stop test check unit emulator openapi bench fuzz help
-.PHONY: deploy-check deploy-test
+.PHONY: deploy-check deploy-test lb-test
 .PHONY: python-client-test
 
 CARGO ?= cargo
@@ -47,3 +47,6 @@ deploy-test: ## Prometheus scrapes three instances under load; every dashboard q
 python-client-test: emulator ## the Python client (clients/python) side by side with newslaunch, against the service and the emulator
 	$(CARGO) build --locked --bin kinesis-writer
 	scripts/python-client-test.sh
+
+lb-test: ## two instances behind HAProxy, rolling restart under load: 0 failures, 0 lost/duplicated
+	scripts/lb-test.sh
