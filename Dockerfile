@@ -13,6 +13,11 @@ ARG RUST_VERSION=1.95
 # Bookworm on purpose: the binary links against glibc, and the runtime image below is Debian 12
 # (bookworm) too, so the glibc it was built against is the one it runs with.
 FROM rust:${RUST_VERSION}-slim-bookworm AS builder
+# The allocator's -sys crate (tikv-jemalloc-sys) runs jemalloc's configure and `make`; the slim
+# image has gcc and libc6-dev but no make.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 
 # Dependencies are cached by BuildKit cache mounts (registry, git checkouts, target/) rather than by
