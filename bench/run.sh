@@ -10,9 +10,13 @@
 #   BENCH_SECONDS=10            length of one measured run
 #   BENCH_REPEAT=3              measured runs per target and scenario (the table quotes medians)
 #   BENCH_WARMUP=2              seconds of unmeasured load before each target/scenario's first run
-#   BENCH_TARGETS="ceiling service coalesce python"   (coalesce: the service with coalescing on)
-#   BENCH_SCENARIOS="a b c"     a: 1 x ~200 B JSON, c=64; b: 100 x ~200 B batch, c=16;
-#                               c: 1 x 100 KiB octet-stream, c=16
+#   BENCH_TARGETS="ceiling service coalesce aggregate python"
+#                               (coalesce: the service with coalescing on; aggregate: with KPL
+#                               aggregation on, scenarios b and d only)
+#   BENCH_SCENARIOS="a b c d"   a: 1 x ~200 B JSON, c=64; b: 100 x ~200 B batch, c=16;
+#                               c: 1 x 100 KiB octet-stream, c=16; d: b's 100 records as NDJSON
+#                               lines with partition_key_pointer=/webUrl, c=16 (not for the
+#                               Python peer: the class has neither)
 #   BENCH_SKIP_BUILD=1          use the release binaries already built
 set -euo pipefail
 
@@ -23,8 +27,8 @@ out="$root/target/bench"
 secs=${BENCH_SECONDS:-10}
 repeat=${BENCH_REPEAT:-3}
 warmup=${BENCH_WARMUP:-2}
-targets=${BENCH_TARGETS:-"ceiling service coalesce python"}
-scenarios=${BENCH_SCENARIOS:-"a b c"}
+targets=${BENCH_TARGETS:-"ceiling service coalesce aggregate python"}
+scenarios=${BENCH_SCENARIOS:-"a b c d"}
 stream=bench-stream
 oha_version=1.16.0
 
@@ -120,6 +124,8 @@ def record(i):
 open(f"{out}/a.json", "w").write(json.dumps(record(0), separators=(",", ":")))
 open(f"{out}/b.json", "w").write(json.dumps([record(i) for i in range(100)], separators=(",", ":")))
 open(f"{out}/c.bin", "wb").write(bytes((i * 7) % 251 for i in range(100 * 1024)))
+# d: the same 100 records as b, one per line, each keyed by its own webUrl.
+open(f"{out}/d.ndjson", "w").write("".join(json.dumps(record(i), separators=(",", ":")) + "\n" for i in range(100)))
 EOF
 
 # scenario -> concurrency, records per request, content type, body file, query
@@ -128,13 +134,15 @@ scenario_conf() {
     a) echo "64 1 application/json $out/a.json record_per_entry=false" ;;
     b) echo "16 100 application/json $out/b.json record_per_entry=true" ;;
     c) echo "16 1 application/octet-stream $out/c.bin record_per_entry=false" ;;
+    d) echo "16 100 application/x-ndjson $out/d.ndjson partition_key_pointer=/webUrl" ;;
     *) die "unknown scenario $1" ;;
   esac
 }
 
 # --- processes ---------------------------------------------------------------------------------
 fake_port=$(free_port)
-"$rel/fake-kinesis" --port "$fake_port" --count-only >"$out/fake.log" 2>&1 &
+# --list-shards: one shard in ListShards, so the aggregating target has a shard map.
+"$rel/fake-kinesis" --port "$fake_port" --count-only --list-shards >"$out/fake.log" 2>&1 &
 pids+=($!)
 fake_pid=$!
 fake="http://127.0.0.1:$fake_port"
@@ -149,12 +157,14 @@ for t in $targets; do
       "$rel/examples/ceiling" --port "$port" >"$out/ceiling.log" 2>&1 &
       tpid[$t]=$!
       ;;
-    service | coalesce)
-      # `coalesce`: the same binary with coalescing on for every stream (config `coalesce`).
-      coalesce=false
+    service | coalesce | aggregate)
+      # `coalesce`: the same binary with coalescing on for every stream (config `coalesce`);
+      # `aggregate`: with KPL aggregation on (config `aggregation`).
+      coalesce=false aggregate=false
       [ "$t" = coalesce ] && coalesce=true
+      [ "$t" = aggregate ] && aggregate=true
       env APP_ENVIRONMENT=local APP_SERVER__PORT="$port" APP_TELEMETRY__FILTER=warn \
-        APP_COALESCE__ENABLED="$coalesce" \
+        APP_COALESCE__ENABLED="$coalesce" APP_AGGREGATION__ENABLED="$aggregate" \
         AWS_ENDPOINT_URL_KINESIS="$fake" APP_KINESIS__ENDPOINT_URL="$fake" AWS_REGION=us-east-1 \
         AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
         "$rel/kinesis-writer" >"$out/$t.log" 2>&1 &
@@ -176,7 +186,7 @@ done
 for t in $targets; do
   case $t in
     ceiling) wait_http "${url[$t]}/streams/x/records" 30 POST || die "ceiling did not start" ;;
-    service | coalesce)
+    service | coalesce | aggregate)
       wait_http "${url[$t]}/health/ready" 60 || die "$t not ready in 60 s (see $out/$t.log)" ;;
     python) wait_http "${url[$t]}/health" 60 || die "python peer did not start (see $out/python.log)" ;;
   esac
@@ -233,6 +243,10 @@ load() {
 for rep in $(seq 1 "$repeat"); do
   for s in $scenarios; do
     for t in $targets; do
+      # The Python class has no NDJSON and no per-record keys: nothing to compare in d.
+      if [ "$s" = d ] && [ "$t" = python ]; then continue; fi
+      # Aggregation only changes batches: single-record scenarios go out plain anyway.
+      if [ "$t" = aggregate ] && { [ "$s" = a ] || [ "$s" = c ]; }; then continue; fi
       if [ "$rep" = 1 ] && [ "$warmup" -gt 0 ]; then
         load "$t" "$s" "$warmup" "$out/runs/warmup-$t-$s.json"
       fi
@@ -263,7 +277,7 @@ vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo
   echo "\"nproc\": $(nproc),"
   echo "\"cpu\": \"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)\","
   echo "\"mem_total_kb\": $(awk '/MemTotal/ {print $2}' /proc/meminfo),"
-  for t in service coalesce; do
+  for t in service coalesce aggregate; do
     [ -n "${tpid[$t]:-}" ] || continue
     p=${tpid[$t]}
     echo "\"${t}_vmhwm_kb\": $(vm "$p" VmHWM), \"${t}_vmrss_kb\": $(vm "$p" VmRSS),"
