@@ -1,11 +1,13 @@
-# syntax=docker/dockerfile:1
 # kinesis-writer: a release build of the one binary on a distroless, non-root runtime.
 #
 #   docker build -t kinesis-writer .
 #   docker run --rm -p 8080:8080 -e AWS_REGION=eu-west-1 kinesis-writer
 #
-# Written and linted (hadolint) but never built here: the machine it was written on has no Docker
-# engine. See README.md, "Docker".
+# Needs BuildKit (the default builder since Docker 23; DOCKER_BUILDKIT=1 on 20.10) for the cache
+# mounts below. There is deliberately no `# syntax=docker/dockerfile:1` line: the built-in
+# Dockerfile frontend has everything used here (RUN --mount since Docker 20.10), and the line made
+# every build fetch the frontend image from Docker Hub, which fails where only a mirror of the base
+# images (or no registry) can be reached. Built and run by `make image-test` (README.md, "Docker").
 
 ARG RUST_VERSION=1.95
 
