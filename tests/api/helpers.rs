@@ -93,6 +93,12 @@ impl Emulator {
             .env("KINESIS_MOCK_PLAIN_PORT", port.to_string())
             .env("KINESIS_MOCK_TLS_PORT", tls_port.to_string())
             .env("CREATE_STREAM_DURATION", "0ms")
+            // kinesis-mock allows 50 open shards per account by default; the suite creates a
+            // fresh stream per test (some with 4 shards), so raise it rather than share streams.
+            .env("SHARD_LIMIT", "100000")
+            // Every emulator test makes fresh streams and none are deleted: the default account
+            // limit of 50 shards is used up once a few tests ask for several shards.
+            .env("SHARD_LIMIT", "100000")
             .env("LOG_LEVEL", "WARN")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
