@@ -188,6 +188,40 @@ def service_big_records(emulator: str, workdir: Path) -> Iterator[str]:
     )
 
 
+API_KEY = "py-client-key"
+OTHER_KEY = "py-client-key-for-another-stream"
+
+
+@pytest.fixture(scope="session")
+def service_guarded(emulator: str, workdir: Path) -> Iterator[str]:
+    """A third instance: API keys required."""
+    import hashlib
+    import json
+
+    def digest(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    keys = [
+        {"id": "all", "sha256": digest(API_KEY), "streams": ["*"]},
+        {"id": "other", "sha256": digest(OTHER_KEY), "streams": ["some-other-stream"]},
+    ]
+    yield from start_service(
+        emulator,
+        workdir / "service-guarded.log",
+        APP_AUTH__REQUIRED="true",
+        APP_AUTH__KEYS=json.dumps(keys),
+    )
+
+
+@pytest.fixture(scope="session")
+def service_one_slot(emulator: str, workdir: Path) -> Iterator[str]:
+    """A fourth instance that takes one request at a time: a second one in flight is shed with
+    503 overloaded, the one 503 the client retries."""
+    yield from start_service(
+        emulator, workdir / "service-one-slot.log", APP_SERVER__MAX_CONCURRENT_REQUESTS="1"
+    )
+
+
 class Streams:
     """Creates 1-shard streams on the emulator and reads them back."""
 
@@ -195,8 +229,8 @@ class Streams:
         self.kinesis = kinesis
         self.created: List[str] = []
 
-    def create(self, prefix: str = "py") -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:16]}"
+    def create(self, prefix: str = "py", name: Optional[str] = None) -> str:
+        name = name or f"{prefix}-{uuid.uuid4().hex[:16]}"
         self.kinesis.create_stream(StreamName=name, ShardCount=1)
         deadline = time.monotonic() + 30
         while True:
