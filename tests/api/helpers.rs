@@ -96,9 +96,6 @@ impl Emulator {
             // kinesis-mock allows 50 open shards per account by default; the suite creates a
             // fresh stream per test (some with 4 shards), so raise it rather than share streams.
             .env("SHARD_LIMIT", "100000")
-            // Every emulator test makes fresh streams and none are deleted: the default account
-            // limit of 50 shards is used up once a few tests ask for several shards.
-            .env("SHARD_LIMIT", "100000")
             .env("LOG_LEVEL", "WARN")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
