@@ -88,6 +88,9 @@ def emulator(workdir: Path) -> Iterator[str]:
         KINESIS_MOCK_TLS_PORT=str(tls_port),
         CREATE_STREAM_DURATION="0ms",
         DELETE_STREAM_DURATION="0ms",
+        # kinesis-mock allows 50 open shards per account by default; two fresh streams per test are
+        # deleted afterwards, but a failed deletion must not turn into LimitExceeded later on.
+        SHARD_LIMIT="100000",
         LOG_LEVEL="WARN",
     )
     with open(log, "wb") as out:
