@@ -361,8 +361,18 @@ impl From<IngestError> for ApiError {
             IngestError::Validation(v) => Self::Validation(v),
             IngestError::Publish(p) => Self::Publish(p),
             IngestError::Overloaded { buffered, limit } => Self::Overloaded { buffered, limit },
+            IngestError::Internal(detail) => Self::Internal(detail),
         }
     }
+}
+
+/// A panic's message, when its payload is a string (as `panic!` makes it).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a panic payload that is not a string)")
 }
 
 /// RFC 9457 problem details, the body of every 4xx/5xx answer (API.md §3).

@@ -139,6 +139,9 @@ fn app(tweak: impl FnOnce(&mut Settings)) -> App {
     settings.server.host = "127.0.0.1".to_owned();
     settings.server.port = 0;
     settings.dev.create_streams.clear();
+    // The model predicts the call that carries the records (PutRecord in single mode): the direct
+    // path. Coalescing (on by default) answers the same (tests/api/coalesce.rs).
+    settings.coalesce.enabled = false;
     tweak(&mut settings);
     let body_limit = settings.limits.body_limit_bytes;
     let limits = ModelLimits {

@@ -36,7 +36,9 @@ pub struct CoalesceSettings {
 impl Default for CoalesceSettings {
     fn default() -> Self {
         Self {
-            enabled: false,
+            // On by default: a lone request is not slowed and no answer changes shape (tests and
+            // BENCHMARKS.md), while under load one call carries many requests.
+            enabled: true,
             // Measured with `make bench` (BENCHMARKS.md): with no linger, batches grow with the
             // load by themselves (what arrives while a call is out goes into the next one), and
             // an idle stream adds no latency at all.
@@ -159,12 +161,12 @@ mod tests {
     }
 
     #[test]
-    fn coalescing_is_off_unless_enabled_globally_or_per_stream() {
+    fn coalescing_is_on_by_default_and_per_stream_when_off_globally() {
         assert_eq!(settings("other: 1"), CoalesceSettings::default());
-        assert_eq!(CoalesceSettings::default().lane_for("s", &LIMITS), None);
+        assert!(CoalesceSettings::default().lane_for("s", &LIMITS).is_some());
 
         let s = settings(
-            "coalesce:\n  linger_ms: 3\n  streams:\n    - plain\n    - {name: tuned, linger_ms: 7}\n    - {name: off, enabled: false}\n",
+            "coalesce:\n  enabled: false\n  linger_ms: 3\n  streams:\n    - plain\n    - {name: tuned, linger_ms: 7}\n    - {name: off, enabled: false}\n",
         );
         let lane = s.lane_for("plain", &LIMITS).expect("a bare name enables");
         assert_eq!(lane.linger, Duration::from_millis(3));

@@ -115,11 +115,7 @@ fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
                     |panic: Box<dyn std::any::Any + Send>| {
                         // The message goes to the log (once, by the problem middleware), never
                         // to the caller.
-                        let message = panic
-                            .downcast_ref::<&str>()
-                            .copied()
-                            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-                            .unwrap_or("(a panic payload that is not a string)");
+                        let message = crate::error::panic_message(panic.as_ref());
                         ApiError::Internal(format!("handler panicked: {message}")).into_response()
                     },
                 )),

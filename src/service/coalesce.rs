@@ -28,17 +28,19 @@
 //! batches larger rather than queues longer.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::aggregate::{self, ShardMaps};
 use super::{IngestError, delivery};
 use crate::config::{AggregationConfig, CoalesceSettings, LaneConfig, RetryPolicy};
 use crate::domain::{EntryOutcome, PutRecordsOutcome, Record, StreamName};
-use crate::kinesis::{KinesisPublisher, PublishError};
+use crate::kinesis::KinesisPublisher;
 
 type Lanes = RwLock<HashMap<String, mpsc::UnboundedSender<Pending>>>;
 
@@ -63,7 +65,7 @@ struct Pending {
     records: Vec<Record>,
     size: usize,
     arrived: Instant,
-    reply: oneshot::Sender<Result<PutRecordsOutcome, PublishError>>,
+    reply: oneshot::Sender<Result<PutRecordsOutcome, IngestError>>,
     /// Gives the request's bytes back to the budget when the request is answered (or dropped).
     _reservation: Reservation,
 }
@@ -140,10 +142,11 @@ impl Coalescer {
                 Err(mpsc::error::SendError(back)) => pending = back,
             }
         }
-        let answer = answer.await.map_err(|_| PublishError::Upstream {
-            detail: "the coalesced PutRecords call ended without an answer".to_owned(),
-        })?;
-        Ok(answer?)
+        answer.await.map_err(|_| {
+            IngestError::Internal(
+                "the coalesced PutRecords call ended without an answer".to_owned(),
+            )
+        })?
     }
 
     fn reserve(&self, bytes: usize) -> Result<Reservation, IngestError> {
@@ -379,33 +382,23 @@ async fn send_batch(ctx: LaneCtx, batch: Batch, _permit: OwnedSemaphorePermit) {
     }
     metrics::histogram!(crate::metrics::COALESCE_BATCH_RECORDS).record(records.len() as f64);
     metrics::histogram!(crate::metrics::COALESCE_BATCH_REQUESTS).record(requests.len() as f64);
-    // With aggregation, the batch (many requests' records) is packed by shard; each request
-    // still gets its own records' outcomes, expanded from the aggregates that hold them.
-    let map = match ctx.aggregation.filter(|_| records.len() > 1) {
-        Some(config) => match ctx.shard_maps.get(&ctx.stream, config.refresh).await {
-            Some(map) => Some(aggregate::plan(&records, &config, &map)),
-            None => {
-                metrics::counter!(crate::metrics::AGGREGATION_PLAIN_FALLBACK, "stream" => ctx.stream.to_string())
-                    .increment(1);
-                None
-            }
-        },
-        None => None,
-    };
-    let to_send = map.as_ref().map_or(&records[..], |plan| &plan.records[..]);
-    let mut chunk = delivery::send_chunk(
-        ctx.publisher.as_ref(),
-        &ctx.stream,
-        to_send,
-        &ctx.policy,
-        started,
-    )
-    .await;
-    if let Some(plan) = &map {
-        let results = std::mem::take(&mut chunk.results);
-        chunk.results = plan.expand(results, &ctx.shard_maps, &ctx.stream);
-    }
+    // A panic below (a bug) must not leave the requests waiting or answer them as an upstream
+    // failure: each gets a 500, as a panic on the direct path does.
+    let sent = AssertUnwindSafe(send_records(&ctx, &records, started))
+        .catch_unwind()
+        .await;
     drop(records);
+    let chunk = match sent {
+        Ok(chunk) => chunk,
+        Err(panic) => {
+            let message = crate::error::panic_message(panic.as_ref()).to_owned();
+            for p in requests {
+                let error = IngestError::Internal(format!("a coalesced call panicked: {message}"));
+                let _ = p.reply.send(Err(error));
+            }
+            return;
+        }
+    };
     if chunk.calls > 1 {
         tracing::info!(
             calls = chunk.calls,
@@ -420,7 +413,7 @@ async fn send_batch(ctx: LaneCtx, batch: Batch, _permit: OwnedSemaphorePermit) {
         let written = mine.iter().filter(|e| e.is_written()).count();
         let answer = match &chunk.error {
             // As without coalescing: nothing of this request written and a call failed outright.
-            Some(error) if written == 0 => Err(error.clone()),
+            Some(error) if written == 0 => Err(IngestError::Publish(error.clone())),
             _ => Ok(PutRecordsOutcome {
                 failed_record_count: n - written,
                 records: mine,
@@ -431,6 +424,36 @@ async fn send_batch(ctx: LaneCtx, batch: Batch, _permit: OwnedSemaphorePermit) {
         // The caller may have gone away; its records were sent all the same.
         let _ = p.reply.send(answer);
     }
+}
+
+/// The batch's records to Kinesis: aggregated by shard when the stream aggregates (each request
+/// still gets its own records' outcomes, expanded from the aggregates that hold them).
+async fn send_records(ctx: &LaneCtx, records: &[Record], started: Instant) -> delivery::Chunk {
+    let plan = match ctx.aggregation.filter(|_| records.len() > 1) {
+        Some(config) => match ctx.shard_maps.get(&ctx.stream, config.refresh).await {
+            Some(map) => Some(aggregate::plan(records, &config, &map)),
+            None => {
+                metrics::counter!(crate::metrics::AGGREGATION_PLAIN_FALLBACK, "stream" => ctx.stream.to_string())
+                    .increment(1);
+                None
+            }
+        },
+        None => None,
+    };
+    let to_send = plan.as_ref().map_or(records, |plan| &plan.records[..]);
+    let mut chunk = delivery::send_chunk(
+        ctx.publisher.as_ref(),
+        &ctx.stream,
+        to_send,
+        &ctx.policy,
+        started,
+    )
+    .await;
+    if let Some(plan) = &plan {
+        let results = std::mem::take(&mut chunk.results);
+        chunk.results = plan.expand(results, &ctx.shard_maps, &ctx.stream);
+    }
+    chunk
 }
 
 #[cfg(test)]

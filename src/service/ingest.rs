@@ -293,7 +293,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_single_record_is_one_put_record_directly() {
-        let (service, publisher) = service(|_| {});
+        let (service, publisher) = service(|s| s.coalesce.enabled = false);
         let outcome = service
             .write(&stream(), single("a", Some("k")))
             .await

@@ -25,4 +25,7 @@ pub enum IngestError {
         "the service is holding {buffered} bytes of records for Kinesis (limit {limit}); retry later"
     )]
     Overloaded { buffered: usize, limit: usize },
+    /// A bug (a panic in a coalescing lane): 500, the detail for the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
 }

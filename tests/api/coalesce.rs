@@ -267,3 +267,68 @@ async fn coalesced_requests_land_in_the_emulator_each_once_with_its_own_sequence
         assert_eq!(landed.partition_key, "p");
     }
 }
+
+/// Coalescing is on by default (issue #14): no answer may change shape because of it. The same
+/// requests against the same faults, direct and coalesced, answer the same statuses, headers and
+/// bodies (sequence numbers aside, which differ by nature).
+#[tokio::test]
+async fn the_same_requests_answer_the_same_with_and_without_coalescing() {
+    async fn answers(coalesce: bool) -> Vec<(u16, Option<String>, Value)> {
+        let app = spawn_fake_app(|s, _| {
+            s.coalesce.enabled = coalesce;
+            s.delivery.max_attempts = 1;
+        })
+        .await;
+        app.fake().set_plan(Plan::fail_entries_when(PTEE, |e| {
+            e.data.starts_with(b"throttle")
+        }));
+        let json = ("content-type", "application/json");
+        let text = ("content-type", "text/plain");
+        let mut out = Vec::new();
+        let requests: [(&str, (&str, &str), &str); 6] = [
+            ("partition_key=k", text, "plain"),
+            ("", json, r#"{"a": 1}"#),
+            ("", json, r#""throttle-me""#),
+            ("record_per_entry=true", json, r#"["x", {"y": 2}]"#),
+            ("record_per_entry=true", json, r#"["x", "throttle", 3]"#),
+            (
+                "record_per_entry=true",
+                json,
+                r#"["throttle-1", "throttle-2"]"#,
+            ),
+        ];
+        for (query, ct, body) in requests {
+            let response = app.post(query, &[ct], body).await;
+            let status = response.status().as_u16();
+            let retry = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let mut body: Value = response.json().await.unwrap();
+            normalise(&mut body);
+            out.push((status, retry, body));
+        }
+        out
+    }
+    /// Sequence numbers and request ids differ from run to run; everything else must not.
+    fn normalise(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    if k == "SequenceNumber" || k == "request_id" {
+                        *v = Value::from("*");
+                    } else {
+                        normalise(v);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(normalise),
+            _ => {}
+        }
+    }
+    let direct = answers(false).await;
+    let coalesced = answers(true).await;
+    assert_eq!(direct, coalesced);
+    let statuses: Vec<u16> = direct.iter().map(|a| a.0).collect();
+    assert_eq!(statuses, [200, 200, 429, 200, 207, 207]);
+}

@@ -108,7 +108,12 @@ async fn entries_failing_for_good_are_not_retried_and_get_no_retry_after() {
 
 #[tokio::test]
 async fn a_throttled_whole_call_is_retried_then_answered_429_with_retry_after() {
-    let app = spawn_fake_app(|s, _| s.delivery.max_attempts = 3).await;
+    // The direct path, where a single record is one PutRecord (coalescing is on by default).
+    let app = spawn_fake_app(|s, _| {
+        s.delivery.max_attempts = 3;
+        s.coalesce.enabled = false;
+    })
+    .await;
     let fake = app.fake();
     fake.set_plan(Plan::fail_all_calls(CallError::throttled()));
 
@@ -129,7 +134,8 @@ async fn a_throttled_whole_call_is_retried_then_answered_429_with_retry_after() 
 
 #[tokio::test]
 async fn transient_call_failures_are_retried_until_the_write_succeeds() {
-    let app = spawn_fake_app(|_, _| {}).await;
+    // The direct path, where a single record is one PutRecord (coalescing is on by default).
+    let app = spawn_fake_app(|s, _| s.coalesce.enabled = false).await;
     let fake = app.fake();
     fake.set_plan(Plan::fail_first_calls(2, CallError::internal_failure()));
 
@@ -371,7 +377,11 @@ async fn shutdown_drains_a_request_that_is_still_retrying() {
     eventually(
         "the request reaches Kinesis",
         Duration::from_secs(5),
-        || async move { (fake.stats().put_record_calls > 0).then_some(()) },
+        // Coalescing is on by default: the record goes out in a PutRecords call.
+        || async move {
+            let stats = fake.stats();
+            (stats.put_record_calls + stats.put_records_calls > 0).then_some(())
+        },
     )
     .await;
 
@@ -384,7 +394,7 @@ async fn shutdown_drains_a_request_that_is_still_retrying() {
     assert_eq!(response.status(), 200);
     assert_eq!(fake.received().len(), 1);
     assert!(
-        fake.stats().put_record_calls >= 2,
+        fake.stats().put_record_calls + fake.stats().put_records_calls >= 2,
         "it was retrying when shutdown began"
     );
     tokio::time::timeout(Duration::from_secs(5), server)
