@@ -13,10 +13,11 @@
 #   BENCH_TARGETS="ceiling service coalesce aggregate python"
 #                               (coalesce: the service with coalescing on; aggregate: with KPL
 #                               aggregation on, scenarios b and d only)
-#   BENCH_SCENARIOS="a b c d"   a: 1 x ~200 B JSON, c=64; b: 100 x ~200 B batch, c=16;
+#   BENCH_SCENARIOS="a b c d e" a: 1 x ~200 B JSON, c=64; b: 100 x ~200 B batch, c=16;
 #                               c: 1 x 100 KiB octet-stream, c=16; d: b's 100 records as NDJSON
 #                               lines with partition_key_pointer=/webUrl, c=16 (not for the
-#                               Python peer: the class has neither)
+#                               Python peer: the class has neither); e: a's request at c=1
+#                               (a lone client: does coalescing slow it? service targets only)
 #   BENCH_SKIP_BUILD=1          use the release binaries already built
 set -euo pipefail
 
@@ -28,7 +29,7 @@ secs=${BENCH_SECONDS:-10}
 repeat=${BENCH_REPEAT:-3}
 warmup=${BENCH_WARMUP:-2}
 targets=${BENCH_TARGETS:-"ceiling service coalesce aggregate python"}
-scenarios=${BENCH_SCENARIOS:-"a b c d"}
+scenarios=${BENCH_SCENARIOS:-"a b c d e"}
 stream=bench-stream
 oha_version=1.16.0
 
@@ -135,6 +136,7 @@ scenario_conf() {
     b) echo "16 100 application/json $out/b.json record_per_entry=true" ;;
     c) echo "16 1 application/octet-stream $out/c.bin record_per_entry=false" ;;
     d) echo "16 100 application/x-ndjson $out/d.ndjson partition_key_pointer=/webUrl" ;;
+    e) echo "1 1 application/json $out/a.json record_per_entry=false" ;;
     *) die "unknown scenario $1" ;;
   esac
 }
@@ -174,7 +176,8 @@ for t in $targets; do
       env AWS_ENDPOINT_URL_KINESIS="$fake" AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 \
         AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
         "$bench/.venv/bin/uvicorn" python_peer:app --app-dir "$bench" --host 127.0.0.1 \
-        --port "$port" --workers 2 --log-level warning --no-access-log >"$out/python.log" 2>&1 &
+        --port "$port" --workers 2 --loop uvloop --http httptools \
+        --log-level warning --no-access-log >"$out/python.log" 2>&1 &
       tpid[$t]=$!
       ;;
     *) die "unknown target $t" ;;
@@ -247,6 +250,8 @@ for rep in $(seq 1 "$repeat"); do
       if [ "$s" = d ] && [ "$t" = python ]; then continue; fi
       # Aggregation only changes batches: single-record scenarios go out plain anyway.
       if [ "$t" = aggregate ] && { [ "$s" = a ] || [ "$s" = c ]; }; then continue; fi
+      # e compares the service with and without coalescing for a lone client, nothing else.
+      if [ "$s" = e ] && [ "$t" != service ] && [ "$t" != coalesce ]; then continue; fi
       if [ "$rep" = 1 ] && [ "$warmup" -gt 0 ]; then
         load "$t" "$s" "$warmup" "$out/runs/warmup-$t-$s.json"
       fi
