@@ -8,103 +8,27 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use aws_sdk_kinesis::types::ShardIteratorType;
 use base64::Engine as _;
 use kinesis_writer::config::{StreamAggregation, StreamCoalesce};
 use kinesis_writer::kinesis::kpl;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_on, spawn_app_with_shards, spawn_fake_app};
+use crate::helpers::{
+    Landed, OpenShard, TestApp, spawn_app_on, spawn_app_with_shards, spawn_fake_app,
+};
 
 const JSON: (&str, &str) = ("content-type", "application/json");
-
-/// One Kinesis record as read back: its shard, key, sequence number and bytes.
-#[derive(Debug, Clone)]
-struct Raw {
-    shard: String,
-    partition_key: String,
-    sequence_number: String,
-    data: Vec<u8>,
-}
 
 /// A user record after de-aggregation: shard, key, data.
 type User = (String, String, Vec<u8>);
 
-async fn open_shards(app: &TestApp) -> Vec<(String, u128, u128)> {
-    let out = app
-        .kinesis()
-        .list_shards()
-        .stream_name(&app.stream)
-        .send()
-        .await
-        .unwrap();
-    out.shards()
-        .iter()
-        .filter(|s| {
-            s.sequence_number_range()
-                .and_then(|r| r.ending_sequence_number())
-                .is_none()
-        })
-        .map(|s| {
-            let r = s.hash_key_range().unwrap();
-            (
-                s.shard_id().to_owned(),
-                r.starting_hash_key().parse().unwrap(),
-                r.ending_hash_key().parse().unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// The open shard whose range holds `key`'s hash.
-fn shard_of(shards: &[(String, u128, u128)], hash: u128) -> String {
+/// The open shard whose range holds `hash`.
+fn shard_of(shards: &[OpenShard], hash: u128) -> String {
     shards
         .iter()
-        .find(|(_, start, end)| *start <= hash && hash <= *end)
-        .map(|(id, _, _)| id.clone())
+        .find(|s| s.start <= hash && hash <= s.end)
+        .map(|s| s.id.clone())
         .expect("the open shards cover the hash-key range")
-}
-
-/// Every Kinesis record of the stream, shard by shard (closed shards included).
-async fn read_raw(app: &TestApp) -> Vec<Raw> {
-    let kinesis = app.kinesis();
-    let shards = kinesis
-        .list_shards()
-        .stream_name(&app.stream)
-        .send()
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    for shard in shards.shards() {
-        let mut iterator = kinesis
-            .get_shard_iterator()
-            .stream_name(&app.stream)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator;
-        while let Some(it) = iterator {
-            let page = kinesis
-                .get_records()
-                .shard_iterator(it)
-                .send()
-                .await
-                .unwrap();
-            if page.records().is_empty() {
-                break;
-            }
-            out.extend(page.records().iter().map(|r| Raw {
-                shard: shard.shard_id().to_owned(),
-                partition_key: r.partition_key().unwrap_or_default().to_owned(),
-                sequence_number: r.sequence_number().to_owned(),
-                data: r.data().as_ref().to_vec(),
-            }));
-            iterator = page.next_shard_iterator;
-        }
-    }
-    out
 }
 
 /// The reference package's virtual environment, created on first use from its pinned
@@ -133,7 +57,7 @@ fn reference_python() -> &'static PathBuf {
 }
 
 /// De-aggregates with aws-kinesis-agg: the user records of each raw record, with its shard.
-fn reference_deaggregate(raw: &[Raw]) -> Vec<User> {
+fn reference_deaggregate(raw: &[Landed]) -> Vec<User> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let input: Vec<Value> = raw
         .iter()
@@ -156,7 +80,7 @@ fn reference_deaggregate(raw: &[Raw]) -> Vec<User> {
     let users: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     let shard_of_seq: HashMap<&str, &str> = raw
         .iter()
-        .map(|r| (r.sequence_number.as_str(), r.shard.as_str()))
+        .map(|r| (r.sequence_number.as_str(), r.shard_id.as_str()))
         .collect();
     users
         .iter()
@@ -171,14 +95,14 @@ fn reference_deaggregate(raw: &[Raw]) -> Vec<User> {
 }
 
 /// De-aggregates with the project's own de-aggregator.
-fn own_deaggregate(raw: &[Raw]) -> Vec<User> {
+fn own_deaggregate(raw: &[Landed]) -> Vec<User> {
     raw.iter()
         .flat_map(|r| match kpl::deaggregate(&r.data) {
-            None => vec![(r.shard.clone(), r.partition_key.clone(), r.data.clone())],
+            None => vec![(r.shard_id.clone(), r.partition_key.clone(), r.data.clone())],
             Some(users) => users
                 .expect("a well-formed aggregate")
                 .into_iter()
-                .map(|u| (r.shard.clone(), u.partition_key, u.data.to_vec()))
+                .map(|u| (r.shard_id.clone(), u.partition_key, u.data.to_vec()))
                 .collect(),
         })
         .collect()
@@ -205,7 +129,7 @@ fn envelopes(tag: &str, n: usize, keys: usize) -> (String, Vec<(String, String)>
 }
 
 /// Every sent record exactly once, with its key, on the shard its key maps to.
-fn assert_affinity(users: &[User], sent: &[(String, String)], shards: &[(String, u128, u128)]) {
+fn assert_affinity(users: &[User], sent: &[(String, String)], shards: &[OpenShard]) {
     let mut want: Vec<User> = sent
         .iter()
         .map(|(key, data)| {
@@ -226,7 +150,7 @@ async fn aggregates_unpack_into_exactly_the_records_sent_each_on_its_own_shard()
         s.aggregation.streams = vec![StreamAggregation::Name(stream.to_owned())];
     })
     .await;
-    let shards = open_shards(&app).await;
+    let shards = app.open_shards().await;
     let (body, sent) = envelopes("a", 60, 12);
     let response = app
         .post("envelope=true&record_per_entry=true", &[JSON], body)
@@ -234,7 +158,7 @@ async fn aggregates_unpack_into_exactly_the_records_sent_each_on_its_own_shard()
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
 
-    let raw = read_raw(&app).await;
+    let raw = app.landed().await;
     assert!(
         raw.len() <= shards.len(),
         "60 small records in at most one aggregate per shard, got {} Kinesis records",
@@ -245,14 +169,14 @@ async fn aggregates_unpack_into_exactly_the_records_sent_each_on_its_own_shard()
     assert_eq!(sorted(own_deaggregate(&raw)), sorted(reference));
 
     // Each user record's answer names the Kinesis record that holds it and its place inside.
-    let by_seq: HashMap<&str, &Raw> = raw
+    let by_seq: HashMap<&str, &Landed> = raw
         .iter()
         .map(|r| (r.sequence_number.as_str(), r))
         .collect();
     for (i, (key, data)) in sent.iter().enumerate() {
         let entry = &answer["Records"][i];
         let holder = by_seq[entry["SequenceNumber"].as_str().unwrap()];
-        assert_eq!(entry["ShardId"], holder.shard.as_str());
+        assert_eq!(entry["ShardId"], holder.shard_id.as_str());
         let users = kpl::deaggregate(&holder.data).unwrap().unwrap();
         let position = entry["SubSequenceNumber"]
             .as_u64()
@@ -305,7 +229,7 @@ async fn lone_and_oversized_records_go_out_plain() {
         "{answer}"
     );
 
-    let raw = read_raw(&app).await;
+    let raw = app.landed().await;
     let plain: Vec<&[u8]> = raw
         .iter()
         .filter(|r| kpl::deaggregate(&r.data).is_none())
@@ -336,13 +260,13 @@ async fn after_a_reshard_the_refreshed_map_keeps_affinity() {
     );
 
     // Split the first shard in the middle of its range: its records now belong to two children.
-    let shards = open_shards(&app).await;
-    let (first, start, end) = &shards[0];
+    let shards = app.open_shards().await;
+    let first = &shards[0];
     app.kinesis()
         .split_shard()
         .stream_name(&app.stream)
-        .shard_to_split(first)
-        .new_starting_hash_key((start + (end - start) / 2).to_string())
+        .shard_to_split(&first.id)
+        .new_starting_hash_key((first.start + (first.end - first.start) / 2).to_string())
         .send()
         .await
         .expect("SplitShard");
@@ -353,7 +277,7 @@ async fn after_a_reshard_the_refreshed_map_keeps_affinity() {
     )
     .await
     .unwrap();
-    let shards = open_shards(&app).await;
+    let shards = app.open_shards().await;
     assert_eq!(shards.len(), 3);
 
     // The cached map predates the split: the first write after it may land an aggregate on a
@@ -366,7 +290,7 @@ async fn after_a_reshard_the_refreshed_map_keeps_affinity() {
             .status(),
         200
     );
-    let seen: usize = read_raw(&app).await.len();
+    let seen: usize = app.landed().await.len();
     let (body, sent) = envelopes("after", 30, 10);
     assert_eq!(
         app.post("envelope=true&record_per_entry=true", &[JSON], body)
@@ -374,8 +298,8 @@ async fn after_a_reshard_the_refreshed_map_keeps_affinity() {
             .status(),
         200
     );
-    let raw = read_raw(&app).await;
-    let new: Vec<Raw> = raw
+    let raw = app.landed().await;
+    let new: Vec<Landed> = raw
         .into_iter()
         .filter(|r| {
             kpl::deaggregate(&r.data)
@@ -419,7 +343,7 @@ async fn coalesced_requests_are_aggregated_together_and_answered_each_their_own(
         s.coalesce.streams = vec![StreamCoalesce::Name(stream.to_owned())];
     })
     .await;
-    let shards = open_shards(&app).await;
+    let shards = app.open_shards().await;
     let mut all = Vec::new();
     let mut requests = Vec::new();
     for r in 0..8 {
@@ -438,7 +362,7 @@ async fn coalesced_requests_are_aggregated_together_and_answered_each_their_own(
         assert_eq!(answer["Records"].as_array().unwrap().len(), sent.len());
         assert_eq!(answer["FailedRecordCount"], 0);
     }
-    let raw = read_raw(&app).await;
+    let raw = app.landed().await;
     assert!(
         raw.len() < all.len(),
         "{} Kinesis records for {} user records",

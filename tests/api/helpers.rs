@@ -367,9 +367,46 @@ pub(crate) struct Landed {
     pub(crate) data: Vec<u8>,
     pub(crate) partition_key: String,
     pub(crate) sequence_number: String,
+    /// The shard it was read from.
+    pub(crate) shard_id: String,
+}
+
+/// An open shard of a stream and the hash keys it owns, `start..=end`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OpenShard {
+    pub(crate) id: String,
+    pub(crate) start: u128,
+    pub(crate) end: u128,
 }
 
 impl TestApp {
+    /// The open shards of this test's stream (emulator apps), in ListShards order.
+    pub(crate) async fn open_shards(&self) -> Vec<OpenShard> {
+        let out = self
+            .kinesis()
+            .list_shards()
+            .stream_name(&self.stream)
+            .send()
+            .await
+            .expect("ListShards");
+        out.shards()
+            .iter()
+            .filter(|s| {
+                s.sequence_number_range()
+                    .and_then(|r| r.ending_sequence_number())
+                    .is_none()
+            })
+            .map(|s| {
+                let range = s.hash_key_range().expect("a hash-key range");
+                OpenShard {
+                    id: s.shard_id().to_owned(),
+                    start: range.starting_hash_key().parse().unwrap(),
+                    end: range.ending_hash_key().parse().unwrap(),
+                }
+            })
+            .collect()
+    }
+
     /// The emulator's client (emulator-backed apps only).
     pub(crate) fn kinesis(&self) -> &aws_sdk_kinesis::Client {
         self.kinesis
@@ -483,6 +520,7 @@ pub(crate) async fn read_stream(kinesis: &aws_sdk_kinesis::Client, stream: &str)
                 data: r.data().as_ref().to_vec(),
                 partition_key: r.partition_key().unwrap_or_default().to_owned(),
                 sequence_number: r.sequence_number().to_owned(),
+                shard_id: shard.shard_id().to_owned(),
             }));
             iterator = page.next_shard_iterator;
         }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_kinesis::types::ShardIteratorType;
 use serde_json::Value;
 
 use crate::helpers::{
@@ -244,64 +243,27 @@ async fn per_record_errors_name_their_record_and_nothing_lands() {
     assert!(app.landed().await.is_empty());
 }
 
-/// The hash-key range of every shard of `stream`.
-async fn shard_ranges(app: &TestApp) -> Vec<(String, u128, u128)> {
-    let shards = app
-        .kinesis()
-        .list_shards()
-        .stream_name(&app.stream)
-        .send()
-        .await
-        .unwrap();
-    shards
-        .shards()
-        .iter()
-        .map(|s| {
-            let r = s.hash_key_range().unwrap();
-            (
-                s.shard_id().to_owned(),
-                r.starting_hash_key().parse().unwrap(),
-                r.ending_hash_key().parse().unwrap(),
-            )
-        })
-        .collect()
-}
-
 /// The data of every record in one shard.
 async fn shard_data(app: &TestApp, shard: &str) -> Vec<String> {
-    let kinesis = app.kinesis();
-    let iterator = kinesis
-        .get_shard_iterator()
-        .stream_name(&app.stream)
-        .shard_id(shard)
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
+    app.landed()
         .await
-        .unwrap()
-        .shard_iterator
-        .unwrap();
-    let page = kinesis
-        .get_records()
-        .shard_iterator(iterator)
-        .send()
-        .await
-        .unwrap();
-    page.records()
-        .iter()
-        .map(|r| String::from_utf8(r.data().as_ref().to_vec()).unwrap())
+        .into_iter()
+        .filter(|l| l.shard_id == shard)
+        .map(|l| String::from_utf8(l.data).unwrap())
         .collect()
 }
 
 #[tokio::test]
 async fn an_explicit_hash_key_lands_on_the_shard_whose_range_holds_it() {
     let app = spawn_app_with_shards(4, |_, _| {}).await;
-    let ranges = shard_ranges(&app).await;
+    let ranges = app.open_shards().await;
     assert_eq!(ranges.len(), 4);
     // Per record (envelope): the last hash key of each shard's range, all under one partition key
     // that alone would put them on a single shard.
     let envelopes: Vec<String> = ranges
         .iter()
-        .map(|(id, _, end)| {
+        .map(|s| {
+            let (id, end) = (&s.id, s.end);
             format!(r#"{{"data": "{id}", "partition_key": "same", "explicit_hash_key": "{end}"}}"#)
         })
         .collect();
@@ -315,7 +277,7 @@ async fn an_explicit_hash_key_lands_on_the_shard_whose_range_holds_it() {
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
     // For the whole request (query): the first hash key of the third shard.
-    let (third, start, _) = &ranges[2];
+    let (third, start) = (&ranges[2].id, ranges[2].start);
     let single = app
         .post(
             &format!("explicit_hash_key={start}&partition_key=same"),
@@ -328,15 +290,16 @@ async fn an_explicit_hash_key_lands_on_the_shard_whose_range_holds_it() {
     assert_eq!(single["ShardId"], third.as_str());
 
     let mut expected: HashMap<&str, Vec<String>> = HashMap::new();
-    for (i, (id, _, _)) in ranges.iter().enumerate() {
-        assert_eq!(answer["Records"][i]["ShardId"], id.as_str());
-        expected.entry(id).or_default().push(id.clone());
+    for (i, s) in ranges.iter().enumerate() {
+        assert_eq!(answer["Records"][i]["ShardId"], s.id.as_str());
+        expected.entry(&s.id).or_default().push(s.id.clone());
     }
     expected
         .get_mut(third.as_str())
         .unwrap()
         .push("query-pinned".into());
-    for (id, _, _) in &ranges {
+    for s in &ranges {
+        let id = &s.id;
         assert_eq!(
             shard_data(&app, id).await,
             expected[id.as_str()],
