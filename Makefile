@@ -1,6 +1,6 @@
 # kinesis-writer: the two commands a newcomer needs are `make run` and `make test`.
 .PHONY: run stop test check unit emulator openapi bench fuzz help
-.PHONY: deploy-check deploy-test lb-test
+.PHONY: deploy-check deploy-test lb-test image-test
 .PHONY: python-client-test
 
 CARGO ?= cargo
@@ -50,3 +50,6 @@ python-client-test: emulator ## the Python client (clients/python) side by side 
 
 lb-test: ## two instances behind HAProxy, rolling restart under load: 0 failures, 0 lost/duplicated
 	scripts/lb-test.sh
+
+image-test: ## build the Dockerfile's image, run it read-only as non-root, write, read back, drain
+	scripts/image-test.sh
