@@ -21,7 +21,7 @@ python3 -c 'import requests' 2>/dev/null || python3 -m pip install -q requests
 [ -x "$bin" ] || nice -n 19 cargo build --release --locked --bin kinesis-writer
 
 work=$(mktemp -d /tmp/kw-deploy-test.XXXXXX)
-# shellcheck source=../deploy/test/lib.sh
+# shellcheck source=SCRIPTDIR/../deploy/test/lib.sh
 . deploy/test/lib.sh
 pids=()
 cleanup() {

@@ -41,7 +41,7 @@ if ! "$docker" info >/dev/null 2>&1; then
 fi
 
 work=$(mktemp -d /tmp/kw-image-test.XXXXXX)
-# shellcheck source=../deploy/test/lib.sh
+# shellcheck source=SCRIPTDIR/../deploy/test/lib.sh
 . deploy/test/lib.sh
 container=kw-image-test-$$
 cleanup() {

@@ -11,7 +11,9 @@
 # Prints the figures. The HAProxy settings that make this work are in deploy/haproxy/haproxy.cfg,
 # and README.md, "Deploying", explains them.
 #
-# Environment: RATE (requests/s, default 200), WORKERS (client connections, default 8).
+# Environment: RATE (requests/s, default 200), WORKERS (client connections, default 8),
+# HAPROXY_CFG (default deploy/haproxy/haproxy.cfg; e.g. a copy without the retries, to see why
+# they are there).
 # Needs: target/release/kinesis-writer (built if missing), haproxy (apt-get installed if missing).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,7 +27,7 @@ python3 -c 'import requests' 2>/dev/null || python3 -m pip install -q requests
 [ -x "$bin" ] || nice -n 19 cargo build --release --locked --bin kinesis-writer
 
 work=$(mktemp -d /tmp/kw-lb-test.XXXXXX)
-# shellcheck source=../deploy/test/lib.sh
+# shellcheck source=SCRIPTDIR/../deploy/test/lib.sh
 . deploy/test/lib.sh
 declare -A pid port
 haproxy_pid=""
@@ -58,8 +60,8 @@ server_status() {
   curl -s "http://127.0.0.1:$stats_port/stats;csv" | awk -F, -v s="$1" '$1=="kinesis_writer" && $2==s {print $18}'
 }
 wait_status() {
-  local s=$1 want=$2 i
-  for i in $(seq 1 300); do
+  local s=$1 want=$2
+  for _ in $(seq 1 300); do
     [ "$(server_status "$s")" = "$want" ] && return 0
     sleep 0.1
   done
@@ -84,8 +86,9 @@ wait_http "http://127.0.0.1:${port[s1]}/health/ready"
 wait_http "http://127.0.0.1:${port[s2]}/health/ready"
 
 export LB_PORT=$front_port LB_STATS_PORT=$stats_port S1_PORT=${port[s1]} S2_PORT=${port[s2]}
-haproxy -c -q -f deploy/haproxy/haproxy.cfg
-haproxy -f deploy/haproxy/haproxy.cfg -db >"$work/haproxy.log" 2>&1 &
+cfg=${HAPROXY_CFG:-deploy/haproxy/haproxy.cfg}
+haproxy -c -q -f "$cfg"
+haproxy -f "$cfg" -db >"$work/haproxy.log" 2>&1 &
 haproxy_pid=$!
 wait_status s1 UP
 wait_status s2 UP

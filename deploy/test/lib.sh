@@ -1,6 +1,7 @@
+# shellcheck shell=bash disable=SC2154  # root and work come from the caller
 # Shared by scripts/deploy-test.sh, scripts/lb-test.sh and scripts/image-test.sh (sourced).
-# Everything listens on 127.0.0.1 only; every process started here is recorded in $work/pids and
-# stopped by cleanup (services SIGTERM, the emulator SIGKILL).
+# Everything listens on 127.0.0.1 only; the emulator's pid is kept in $work/emulator.pid for
+# emulator_stop (SIGKILL), which each caller's exit trap runs with its own cleanup.
 # The caller sets: root (repository), work (a temporary directory).
 
 free_port() {
@@ -9,8 +10,8 @@ free_port() {
 
 # wait_http URL [SECONDS]: until URL answers 200.
 wait_http() {
-  local url=$1 limit=${2:-30} i
-  for i in $(seq 1 $((limit * 10))); do
+  local url=$1 limit=${2:-30}
+  for _ in $(seq 1 $((limit * 10))); do
     if curl -sf -o /dev/null --max-time 1 "$url"; then return 0; fi
     sleep 0.1
   done
@@ -27,8 +28,7 @@ emulator_start() {
   CREATE_STREAM_DURATION=0ms LOG_LEVEL=WARN \
     node "$dir/node_modules/kinesis-local/main.js" >"$work/emulator.log" 2>&1 &
   echo $! >"$work/emulator.pid"
-  local i
-  for i in $(seq 1 300); do
+  for _ in $(seq 1 300); do
     if curl -sf -o /dev/null -X POST -H 'Content-Type: application/x-amz-json-1.1' \
       -H 'X-Amz-Target: Kinesis_20131202.ListStreams' -H 'X-Amz-Date: 20260101T000000Z' \
       -H 'Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=00' \
