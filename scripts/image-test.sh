@@ -135,7 +135,8 @@ if ! nice -n 19 "$docker" build --network host --progress plain -t "$image" "$wo
   exit 1
 fi
 echo "$(ts) built $image in $((SECONDS - build_started)) s: $("$docker" image inspect -f '{{.Size}}' "$image" | awk '{printf "%.1f MB", $1/1e6}'), user $("$docker" image inspect -f '{{.Config.User}}' "$image")"
-grep -E 'kinesis-writer [0-9]|Finished' "$work/build.log" | sed 's/^/  build: /' | tail -3
+# (Nothing to show when every step came from the cache.)
+{ grep -E 'kinesis-writer [0-9]|Finished' "$work/build.log" || echo "every step cached"; } | sed 's/^/  build: /' | tail -3
 
 # ---- run --------------------------------------------------------------------------------------
 kinesis_port=$(free_port)
