@@ -4,8 +4,9 @@
 # 1. The Kubernetes ConfigMap + Secret as the environment of a real instance: it starts with the
 #    production profile, turns ready, and its keys and allowlist behave (401 / 403 / 200).
 # 2. The Grafana dashboard against a real Prometheus (Debian's package) that scraped three
-#    instances under load: "healthy" (coalescing, emulator), "flaky" (a Kinesis that throttles and
-#    fails on purpose: deploy/test/flaky_kinesis.py) and "tight" (coalescing with a 20-byte buffer,
+#    instances under load: "healthy" (coalescing, emulator), "flaky" (not coalescing, so both
+#    PutRecord and PutRecords, on a Kinesis that throttles and fails on purpose:
+#    deploy/test/flaky_kinesis.py) and "tight" (coalescing with a 20-byte buffer,
 #    so it refuses some writes with 503 overloaded). Every query of every panel must return data
 #    (deploy/test/check_dashboard.py), and every rule of deploy/prometheus/alerts.yml, loaded into
 #    that Prometheus, must evaluate without error.
@@ -89,6 +90,7 @@ pids+=($!)
 # shellcheck disable=SC2046
 env $(service_env "${port[flaky]}" "$kinesis_port") APP_KINESIS__ENDPOINT_URL="http://127.0.0.1:$flaky_port" \
   APP_DELIVERY__MAX_ATTEMPTS=2 APP_DELIVERY__BASE_BACKOFF_MS=5 APP_DELIVERY__MAX_BACKOFF_MS=20 \
+  APP_COALESCE__ENABLED=false \
   "$bin" >"$work/flaky-instance.log" 2>&1 &
 pids+=($!)
 # shellcheck disable=SC2046
