@@ -11,8 +11,9 @@
 #   BENCH_REPEAT=3              measured runs per target and scenario (the table quotes medians)
 #   BENCH_WARMUP=2              seconds of unmeasured load before each target/scenario's first run
 #   BENCH_TARGETS="ceiling service coalesce aggregate python"
-#                               (coalesce: the service with coalescing on; aggregate: with KPL
-#                               aggregation on, scenarios b and d only)
+#                               (service: coalescing off; coalesce: the default configuration,
+#                               coalescing on; aggregate: the default plus KPL aggregation,
+#                               scenarios b and d only)
 #   BENCH_SCENARIOS="a b c d e" a: 1 x ~200 B JSON, c=64; b: 100 x ~200 B batch, c=16;
 #                               c: 1 x 100 KiB octet-stream, c=16; d: b's 100 records as NDJSON
 #                               lines with partition_key_pointer=/webUrl, c=16 (not for the
@@ -160,11 +161,11 @@ for t in $targets; do
       tpid[$t]=$!
       ;;
     service | coalesce | aggregate)
-      # `coalesce`: the same binary with coalescing on for every stream (config `coalesce`);
-      # `aggregate`: with KPL aggregation on (config `aggregation`).
+      # `service`: coalescing off (each request its own call); `coalesce`: the default
+      # configuration (coalescing on); `aggregate`: the default plus KPL aggregation.
       coalesce=false aggregate=false
       [ "$t" = coalesce ] && coalesce=true
-      [ "$t" = aggregate ] && aggregate=true
+      [ "$t" = aggregate ] && coalesce=true aggregate=true
       env APP_ENVIRONMENT=local APP_SERVER__PORT="$port" APP_TELEMETRY__FILTER=warn \
         APP_COALESCE__ENABLED="$coalesce" APP_AGGREGATION__ENABLED="$aggregate" \
         AWS_ENDPOINT_URL_KINESIS="$fake" APP_KINESIS__ENDPOINT_URL="$fake" AWS_REGION=us-east-1 \

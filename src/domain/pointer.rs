@@ -5,8 +5,9 @@
 //! and the record's bytes go to Kinesis exactly as sent.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
+use serde::Deserializer;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// A parsed pointer: its unescaped reference tokens (`~1` → `/`, `~0` → `~`).
@@ -87,8 +88,9 @@ impl JsonPointer {
 fn member<'a>(json: &'a str, token: &str) -> Option<&'a str> {
     match json.trim_start().as_bytes().first()? {
         b'{' => {
-            let members: HashMap<Cow<'a, str>, &'a RawValue> = serde_json::from_str(json).ok()?;
-            members.get(token).map(|raw| raw.get())
+            let mut parser = serde_json::Deserializer::from_str(json);
+            let found = Member(token).deserialize(&mut parser).ok()?;
+            found.map(RawValue::get)
         }
         b'[' => {
             // RFC 6901: an array index is `0` or digits without a leading zero.
@@ -100,6 +102,39 @@ fn member<'a>(json: &'a str, token: &str) -> Option<&'a str> {
             items.get(index).map(|raw| raw.get())
         }
         _ => None,
+    }
+}
+
+/// Finds one member of an object while the parser walks it: no map is built and the other
+/// members' values are skipped (`IgnoredAny`), which matters when every record of a batch is
+/// looked up. With a repeated name the last one wins, as in a map.
+struct Member<'t>(&'t str);
+
+impl<'de> DeserializeSeed<'de> for Member<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Member<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+            if name == self.0 {
+                found = Some(map.next_value::<&'de RawValue>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
     }
 }
 
