@@ -62,11 +62,7 @@ impl ShardMaps {
     }
 
     /// `stream`'s shard map, fetched when missing, older than `refresh` or marked stale.
-    pub(crate) async fn get(
-        &self,
-        stream: &StreamName,
-        refresh: Duration,
-    ) -> Option<Arc<ShardMap>> {
+    async fn get(&self, stream: &StreamName, refresh: Duration) -> Option<Arc<ShardMap>> {
         let cached = self
             .maps
             .read()
@@ -107,6 +103,25 @@ impl ShardMaps {
         map
     }
 
+    /// The Kinesis records to send for `records` when `stream` aggregates (`config`): `None` to
+    /// send them plain, because aggregation is off, there is a lone record, or there is no shard
+    /// map (then counted in `kinesis_aggregation_plain_fallback_total`). Both write paths, direct
+    /// and coalesced, ask here.
+    pub(crate) async fn plan(
+        &self,
+        stream: &StreamName,
+        config: Option<AggregationConfig>,
+        records: &[Record],
+    ) -> Option<Plan> {
+        let config = config.filter(|_| records.len() > 1)?;
+        let Some(map) = self.get(stream, config.refresh).await else {
+            metrics::counter!(crate::metrics::AGGREGATION_PLAIN_FALLBACK, "stream" => stream.to_string())
+                .increment(1);
+            return None;
+        };
+        Some(plan(records, &config, &map))
+    }
+
     /// Kinesis put a record on another shard than the map said: fetch the map again next time.
     fn invalidate(&self, stream: &StreamName) {
         if let Some(c) = self
@@ -134,7 +149,7 @@ pub(crate) struct Plan {
 
 /// Groups `records` by shard (in order of first appearance, each group in request order) and
 /// packs each group into aggregates within `config`'s bytes and records.
-pub(crate) fn plan(records: &[Record], config: &AggregationConfig, map: &ShardMap) -> Plan {
+fn plan(records: &[Record], config: &AggregationConfig, map: &ShardMap) -> Plan {
     let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
     let mut group_of: HashMap<usize, usize> = HashMap::new();
     for (i, record) in records.iter().enumerate() {

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use super::aggregate::{self, ShardMaps};
+use super::aggregate::ShardMaps;
 use super::{IngestError, delivery};
 use crate::config::{AggregationConfig, CoalesceSettings, LaneConfig, RetryPolicy};
 use crate::domain::{EntryOutcome, PutRecordsOutcome, Record, StreamName};
@@ -429,17 +429,10 @@ async fn send_batch(ctx: LaneCtx, batch: Batch, _permit: OwnedSemaphorePermit) {
 /// The batch's records to Kinesis: aggregated by shard when the stream aggregates (each request
 /// still gets its own records' outcomes, expanded from the aggregates that hold them).
 async fn send_records(ctx: &LaneCtx, records: &[Record], started: Instant) -> delivery::Chunk {
-    let plan = match ctx.aggregation.filter(|_| records.len() > 1) {
-        Some(config) => match ctx.shard_maps.get(&ctx.stream, config.refresh).await {
-            Some(map) => Some(aggregate::plan(records, &config, &map)),
-            None => {
-                metrics::counter!(crate::metrics::AGGREGATION_PLAIN_FALLBACK, "stream" => ctx.stream.to_string())
-                    .increment(1);
-                None
-            }
-        },
-        None => None,
-    };
+    let plan = ctx
+        .shard_maps
+        .plan(&ctx.stream, ctx.aggregation, records)
+        .await;
     let to_send = plan.as_ref().map_or(records, |plan| &plan.records[..]);
     let mut chunk = delivery::send_chunk(
         ctx.publisher.as_ref(),

@@ -12,10 +12,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::aggregate::{self, ShardMaps};
+use super::aggregate::ShardMaps;
 use super::coalesce::Coalescer;
 use super::{IngestError, delivery};
-use crate::config::{AggregationConfig, LaneConfig, Settings, SplitPolicy, StreamSettings};
+use crate::config::{LaneConfig, Settings, SplitPolicy, StreamSettings};
 use crate::domain::{
     EntryOutcome, Limits, Payload, PutRecordOutcome, PutRecordsOutcome, Record, RecordRules,
     StreamName,
@@ -149,63 +149,31 @@ impl IngestService {
                         .await?;
                     return Ok(WriteOutcome::Batch(outcome));
                 }
-                let map = match aggregation.filter(|_| records.len() > 1) {
-                    Some(config) => self.shard_map(stream, &config).await.map(|m| (config, m)),
-                    None => None,
-                };
-                let Some((config, map)) = map else {
-                    let outcome = delivery::put_records(
-                        publisher,
-                        stream,
-                        &records,
-                        &policy,
-                        &split_policy,
-                        &limits,
-                        started,
-                    )
-                    .await?;
-                    return Ok(WriteOutcome::Batch(outcome));
-                };
-                let plan = aggregate::plan(&records, &config, &map);
-                // Aggregates carry a little framing on top of their records: let them split
-                // into more calls rather than refuse what the limits already accepted.
-                let split_aggregates = SplitPolicy {
-                    enabled: true,
-                    ..split_policy
+                let plan = self.shard_maps.plan(stream, aggregation, &records).await;
+                let (to_send, split) = match &plan {
+                    // Aggregates carry a little framing on top of their records: let them split
+                    // into more calls rather than refuse what the limits already accepted.
+                    Some(plan) => (
+                        &plan.records[..],
+                        SplitPolicy {
+                            enabled: true,
+                            ..split_policy
+                        },
+                    ),
+                    None => (&records[..], split_policy),
                 };
                 let mut outcome = delivery::put_records(
-                    publisher,
-                    stream,
-                    &plan.records,
-                    &policy,
-                    &split_aggregates,
-                    &limits,
-                    started,
+                    publisher, stream, to_send, &policy, &split, &limits, started,
                 )
                 .await?;
-                outcome.records = plan.expand(outcome.records, &self.shard_maps, stream);
-                outcome.failed_record_count =
-                    outcome.records.iter().filter(|e| !e.is_written()).count();
+                if let Some(plan) = &plan {
+                    outcome.records = plan.expand(outcome.records, &self.shard_maps, stream);
+                    outcome.failed_record_count =
+                        outcome.records.iter().filter(|e| !e.is_written()).count();
+                }
                 Ok(WriteOutcome::Batch(outcome))
             }
         }
-    }
-}
-
-impl IngestService {
-    /// `stream`'s shard map for aggregation; `None` (and a count in
-    /// `kinesis_aggregation_plain_fallback_total`) when there is none: the records go out plain.
-    async fn shard_map(
-        &self,
-        stream: &StreamName,
-        config: &AggregationConfig,
-    ) -> Option<Arc<aggregate::ShardMap>> {
-        let map = self.shard_maps.get(stream, config.refresh).await;
-        if map.is_none() {
-            metrics::counter!(crate::metrics::AGGREGATION_PLAIN_FALLBACK, "stream" => stream.to_string())
-                .increment(1);
-        }
-        map
     }
 }
 
