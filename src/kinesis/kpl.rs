@@ -6,7 +6,7 @@
 //! of the protobuf bytes. The messages below mirror `proto/kpl_aggregation.proto` (the published
 //! .proto) field for field; prost encodes and decodes them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use md5::{Digest, Md5};
@@ -104,13 +104,14 @@ pub fn encode<'a>(records: impl IntoIterator<Item = &'a Record>) -> Bytes {
 /// What an aggregate of records with these sizes costs in bytes, before encoding: the protobuf's
 /// size plus magic and digest. Used to close an aggregate before it passes its byte limit.
 #[derive(Debug, Clone, Default)]
-pub struct SizeCounter {
-    keys: HashMap<String, ()>,
-    hash_keys: HashMap<String, ()>,
+pub struct SizeCounter<'a> {
+    /// The keys already in the aggregate's tables (a repeated key costs only its index).
+    keys: HashSet<&'a str>,
+    hash_keys: HashSet<&'a str>,
     bytes: usize,
 }
 
-impl SizeCounter {
+impl<'a> SizeCounter<'a> {
     /// Bytes of the encoded aggregate so far (magic and digest included).
     pub fn bytes(&self) -> usize {
         MAGIC.len() + self.bytes + DIGEST_LEN
@@ -121,40 +122,35 @@ impl SizeCounter {
         self.bytes() + self.added(record)
     }
 
-    pub fn add(&mut self, record: &Record) {
+    pub fn add(&mut self, record: &'a Record) {
         self.bytes += self.added(record);
-        self.keys
-            .insert(record.partition_key.as_str().to_owned(), ());
+        self.keys.insert(record.partition_key.as_str());
         if let Some(k) = &record.explicit_hash_key {
-            self.hash_keys.insert(k.as_str().to_owned(), ());
+            self.hash_keys.insert(k.as_str());
         }
     }
 
     fn added(&self, record: &Record) -> usize {
         let key = record.partition_key.as_str();
         let mut n = 0;
-        if !self.keys.contains_key(key) {
-            n += field_len(1, key.len());
+        if !self.keys.contains(key) {
+            n += field_len(key.len());
         }
         let index_len = prost::encoding::encoded_len_varint(self.keys.len() as u64 + 1);
-        let mut inner = 1 + index_len + field_len_inner(record.data.len());
+        let mut inner = 1 + index_len + field_len(record.data.len());
         if let Some(k) = &record.explicit_hash_key {
-            if !self.hash_keys.contains_key(k.as_str()) {
-                n += field_len(2, k.as_str().len());
+            if !self.hash_keys.contains(k.as_str()) {
+                n += field_len(k.as_str().len());
             }
             inner += 1 + prost::encoding::encoded_len_varint(self.hash_keys.len() as u64 + 1);
         }
-        n + field_len(3, inner)
+        n + field_len(inner)
     }
 }
 
-/// A length-delimited field: tag byte, length varint, payload.
-fn field_len(_tag: u32, len: usize) -> usize {
-    1 + prost::encoding::encoded_len_varint(len as u64) + len
-}
-
-/// The data field inside a user record.
-fn field_len_inner(len: usize) -> usize {
+/// A length-delimited field (a table entry, a record, a record's data): tag byte, length varint,
+/// payload.
+fn field_len(len: usize) -> usize {
     1 + prost::encoding::encoded_len_varint(len as u64) + len
 }
 
