@@ -9,10 +9,8 @@ pub struct ExplicitHashKey(String);
 impl ExplicitHashKey {
     /// Checks `key`; `index` is the record it belongs to (`None` for the query parameter).
     pub fn parse(key: &str, index: Option<usize>) -> Result<Self, ValidationError> {
-        let digits = !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit());
-        let canonical = key == "0" || !key.starts_with('0');
-        // u128's parser also takes a leading '+': the digit check above rules that out.
-        if digits && canonical && key.parse::<u128>().is_ok() {
+        // u128's parser also takes a leading '+': the digit check rules that out.
+        if is_canonical_decimal(key) && key.parse::<u128>().is_ok() {
             return Ok(Self(key.to_owned()));
         }
         Err(ValidationError::InvalidExplicitHashKey {
@@ -29,6 +27,14 @@ impl ExplicitHashKey {
     pub fn value(&self) -> u128 {
         self.0.parse().expect("checked by parse")
     }
+}
+
+/// Digits only, `0` or without a leading zero: how Kinesis writes its big numbers
+/// (`ExplicitHashKey`, `SequenceNumberForOrdering`).
+pub fn is_canonical_decimal(text: &str) -> bool {
+    !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::domain::explicit_hash_key::is_canonical_decimal;
 use crate::domain::{
     BodyKind, JsonPointer, Payload, PutRecordOutcome, PutRecordsOutcome, RecordRules, StreamName,
     ValidationError, WriteMode,
@@ -105,9 +106,7 @@ impl WriteParams {
                 "explicit_hash_key" => set_once(&mut p.explicit_hash_key, || Ok(value), invalid)?,
                 "sequence_number_for_ordering" => {
                     let ordering = || {
-                        let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
-                        let ok = digits
-                            && (value == "0" || (!value.starts_with('0') && value.len() <= 129));
+                        let ok = is_canonical_decimal(&value) && value.len() <= 129;
                         ok.then_some(value.clone()).ok_or_else(|| {
                             invalid(
                                 "must be 0 or a decimal of 1 to 129 digits without a leading zero",
