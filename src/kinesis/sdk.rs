@@ -197,8 +197,45 @@ impl KinesisPublisher for SdkPublisher {
         })
     }
 
+    /// ListShards, every page, open shards only (a closed parent of a resharded stream owns no
+    /// new records).
     async fn list_shards(&self, stream: &StreamName) -> Result<Vec<ShardRange>, PublishError> {
-        self.open_shards(stream).await
+        let (client, name, arn) = self.target(stream);
+        let mut shards = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let request = match token.take() {
+                Some(t) => client.list_shards().next_token(t),
+                None => client
+                    .list_shards()
+                    .set_stream_name(name.clone())
+                    .set_stream_arn(arn.clone()),
+            };
+            let out = request
+                .send()
+                .await
+                .map_err(|e| PublishError::from_sdk(&e).about(stream.as_str()))?;
+            for shard in out.shards() {
+                let closed = shard
+                    .sequence_number_range()
+                    .and_then(|r| r.ending_sequence_number())
+                    .is_some();
+                let range = shard.hash_key_range();
+                let start = range.and_then(|r| r.starting_hash_key().parse().ok());
+                let end = range.and_then(|r| r.ending_hash_key().parse().ok());
+                if let (false, Some(start), Some(end)) = (closed, start, end) {
+                    shards.push(ShardRange {
+                        shard_id: shard.shard_id().to_owned(),
+                        start,
+                        end,
+                    });
+                }
+            }
+            token = out.next_token;
+            if token.is_none() {
+                return Ok(shards);
+            }
+        }
     }
 
     async fn probe(&self) -> ProbeResult {
@@ -230,55 +267,6 @@ impl KinesisPublisher for SdkPublisher {
 }
 
 impl SdkPublisher {
-    /// ListShards, every page, open shards only (a closed parent of a resharded stream owns no
-    /// new records).
-    pub(super) async fn open_shards(
-        &self,
-        stream: &StreamName,
-    ) -> Result<Vec<ShardRange>, PublishError> {
-        let (client, name, arn) = self.target(stream);
-        let mut shards = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let request = match token.take() {
-                Some(t) => client.list_shards().next_token(t),
-                None => client
-                    .list_shards()
-                    .set_stream_name(name.clone())
-                    .set_stream_arn(arn.clone()),
-            };
-            let out = request
-                .send()
-                .await
-                .map_err(|e| PublishError::from_sdk(&e).about(stream.as_str()))?;
-            for shard in out.shards() {
-                let closed = shard
-                    .sequence_number_range()
-                    .and_then(|r| r.ending_sequence_number())
-                    .is_some();
-                let range = shard.hash_key_range();
-                let (Some(start), Some(end)) = (
-                    range.and_then(|r| r.starting_hash_key().parse().ok()),
-                    range.and_then(|r| r.ending_hash_key().parse().ok()),
-                ) else {
-                    continue;
-                };
-                if !closed {
-                    shards.push(ShardRange {
-                        shard_id: shard.shard_id().to_owned(),
-                        start,
-                        end,
-                    });
-                }
-            }
-            match out.next_token {
-                Some(t) => token = Some(t),
-                None => break,
-            }
-        }
-        Ok(shards)
-    }
-
     async fn credentials_resolve(&self) -> Result<(), String> {
         let Some(provider) = &self.credentials else {
             return Err("no credentials provider is configured".to_owned());
