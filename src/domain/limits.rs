@@ -47,15 +47,9 @@ impl Limits {
         Ok(())
     }
 
-    /// A PutRecords batch: `record_too_large` for the lowest offending index first, then
-    /// `batch_too_large` (API.md's order). Keys are counted in UTF-8 bytes, as in single mode (the
-    /// Python class counted characters here).
-    pub fn check_batch(&self, records: &[Record]) -> Result<(), ValidationError> {
-        self.check_each(records)?;
-        self.check_total(records)
-    }
-
-    /// A PutRecords batch's total against the request-size limit (`batch_too_large`).
+    /// A PutRecords batch's total against the request-size limit (`batch_too_large`), checked
+    /// after every record passed `check_record` (`domain::rules`, lowest index first). Keys are
+    /// counted in UTF-8 bytes, as in single mode (the Python class counted characters here).
     pub fn check_total(&self, records: &[Record]) -> Result<(), ValidationError> {
         let total: usize = records.iter().map(Record::size).sum();
         if total > self.max_request_size {
@@ -69,16 +63,6 @@ impl Limits {
 }
 
 impl Limits {
-    /// Every record against the record-size limit (lowest index first); returns the total size.
-    pub fn check_each(&self, records: &[Record]) -> Result<usize, ValidationError> {
-        let mut total = 0usize;
-        for (index, record) in records.iter().enumerate() {
-            self.check_record(index, record)?;
-            total += record.size();
-        }
-        Ok(total)
-    }
-
     /// Splits `records` (each within the record limit) into consecutive runs that each fit one
     /// PutRecords call: at most `max_records` records and `max_request_size` bytes.
     pub fn chunks(&self, records: &[Record]) -> Vec<std::ops::Range<usize>> {
@@ -137,9 +121,20 @@ mod tests {
 
     #[test]
     fn batch_reports_the_lowest_oversized_index_before_the_total() {
-        let records = vec![record(99, "k"), record(100, "kk"), record(200, "k")];
+        // Records are checked one by one as their keys are settled (domain::rules), the total last.
+        let items = [(99, "k"), (100, "kk"), (200, "k")].map(|(n, key)| {
+            let envelope = format!(
+                r#"{{"data": "{}", "partition_key": "{key}"}}"#,
+                "x".repeat(n)
+            );
+            crate::domain::Item::Json(Bytes::from(envelope))
+        });
+        let rules = crate::domain::RecordRules {
+            envelope: true,
+            ..Default::default()
+        };
         assert_eq!(
-            LIMITS.check_batch(&records),
+            rules.check().unwrap().records(items.to_vec(), &LIMITS),
             Err(ValidationError::RecordTooLarge {
                 index: 1,
                 limit: 100,
@@ -151,10 +146,10 @@ mod tests {
     #[test]
     fn batch_total_boundary() {
         let at_limit = vec![record(99, "k"), record(99, "k"), record(49, "k")];
-        assert_eq!(LIMITS.check_batch(&at_limit), Ok(()));
+        assert_eq!(LIMITS.check_total(&at_limit), Ok(()));
         let over = vec![record(99, "k"), record(99, "k"), record(50, "k")];
         assert_eq!(
-            LIMITS.check_batch(&over),
+            LIMITS.check_total(&over),
             Err(ValidationError::BatchTooLarge {
                 limit: 250,
                 actual: 251
