@@ -8,8 +8,9 @@ use aws_config::{BehaviorVersion, ConfigLoader};
 use tokio::net::TcpListener;
 
 use crate::access::AccessPolicy;
+use crate::config::PublisherKind;
 use crate::config::Settings;
-use crate::kinesis::{KinesisPublisher, SdkPublisher, load_sdk_config};
+use crate::kinesis::{KinesisPublisher, LeanPublisher, SdkPublisher, load_sdk_config};
 use crate::metrics::MeteredPublisher;
 use crate::server::ConnectionLimits;
 use crate::service::IngestService;
@@ -32,9 +33,14 @@ impl Application {
     /// Builds with an AWS config loader the caller prepared (tests add static credentials).
     pub async fn build_with_aws(settings: Settings, loader: ConfigLoader) -> anyhow::Result<Self> {
         let sdk_config = load_sdk_config(&settings.kinesis, loader).await?;
-        let publisher =
-            SdkPublisher::new(&sdk_config).with_targets(&sdk_config, &settings.streams.allowed);
-        Self::build_with_publisher(settings, Arc::new(publisher)).await
+        let allowed = &settings.streams.allowed;
+        let sdk = SdkPublisher::new(&sdk_config).with_targets(&sdk_config, allowed);
+        let publisher: Arc<dyn KinesisPublisher> = match settings.kinesis.publisher {
+            PublisherKind::Lean => Arc::new(LeanPublisher::new(&sdk_config, allowed, sdk).await?),
+            PublisherKind::Sdk => Arc::new(sdk),
+        };
+        tracing::info!(publisher = ?settings.kinesis.publisher, "Kinesis data path");
+        Self::build_with_publisher(settings, publisher).await
     }
 
     /// Builds around any publisher (tests use fakes for faults the emulator cannot produce).

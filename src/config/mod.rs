@@ -162,6 +162,21 @@ pub struct KinesisSettings {
     pub operation_timeout_ms: u64,
     pub max_attempts: u32,
     pub readiness_interval_ms: u64,
+    /// Which client sends PutRecord/PutRecords (`lean` or `sdk`).
+    #[serde(default)]
+    pub publisher: PublisherKind,
+}
+
+/// How PutRecord and PutRecords are sent. Both use the same aws-config chain, endpoint rules,
+/// timeouts and error table; ListShards and readiness always go through the SDK.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublisherKind {
+    /// Signed HTTP requests of the service's own (src/kinesis/lean/): less CPU per call.
+    #[default]
+    Lean,
+    /// The AWS SDK's client for every call.
+    Sdk,
 }
 
 #[derive(Debug, Clone, Deserialize)]

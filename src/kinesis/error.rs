@@ -1,6 +1,7 @@
 //! `PublishError`: every way a Kinesis call can fail, classified once at the SDK boundary.
 
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use super::codes::{CodeClass, INTERNAL_FAILURE, RESOURCE_NOT_FOUND, classify};
 use crate::domain::EntryOutcome;
@@ -52,15 +53,15 @@ impl PublishError {
     }
 
     /// Classifies an SDK error: modelled exceptions by code first, then transport failures.
-    pub(crate) fn from_sdk<E, R>(err: &SdkError<E, R>) -> Self
+    pub(crate) fn from_sdk<E>(err: &SdkError<E, HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug,
     {
         match err {
             SdkError::ServiceError(ctx) => {
                 let e = ctx.err();
-                Self::from_code(
+                Self::from_answer(
+                    ctx.raw().status().as_u16(),
                     e.code().unwrap_or_default(),
                     e.message().unwrap_or_default(),
                     e,
@@ -80,6 +81,25 @@ impl PublishError {
                 detail: describe(err),
             },
         }
+    }
+
+    /// Classifies an error answer: by its code, else by its HTTP status (a 5xx without a code, as
+    /// a load balancer in front of Kinesis may send, is Kinesis unavailable, and so retriable).
+    pub(crate) fn from_answer(
+        status: u16,
+        code: &str,
+        message: &str,
+        source: &dyn std::error::Error,
+    ) -> Self {
+        if code.is_empty() && status >= 500 {
+            return Self::Unavailable {
+                detail: format!(
+                    "HTTP {status} without an error code: {}",
+                    DisplayChain(source)
+                ),
+            };
+        }
+        Self::from_code(code, message, source)
     }
 
     /// Classifies a Kinesis error code (also used for codes from hand-built responses in tests).
@@ -137,12 +157,12 @@ impl PublishError {
     }
 }
 
-fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(err: &SdkError<E, R>) -> String {
+fn describe<E: std::error::Error + 'static>(err: &SdkError<E, HttpResponse>) -> String {
     DisplayChain(err).to_string()
 }
 
 /// An error with its `source()` chain, for logs (SDK errors say little at the top level).
-struct DisplayChain<'a>(&'a dyn std::error::Error);
+pub(crate) struct DisplayChain<'a>(pub(crate) &'a dyn std::error::Error);
 
 impl std::fmt::Display for DisplayChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -1,16 +1,20 @@
 //! The narrow port around Kinesis: the calls the service makes, in the service's own types.
 //!
-//! `KinesisPublisher` is all the rest of the crate sees; `SdkPublisher` implements it over one
-//! shared `aws_sdk_kinesis::Client`, and SDK types never leave this module.
+//! `KinesisPublisher` is all the rest of the crate sees. `LeanPublisher` (the default) sends the
+//! data-plane calls as signed HTTP requests of its own; `SdkPublisher` implements the whole trait
+//! over one shared `aws_sdk_kinesis::Client`, serves the lean one's control-plane calls, and is the
+//! fallback (`kinesis.publisher: sdk`). SDK types never leave this module.
 
 mod client;
 mod codes;
 mod error;
 pub mod kpl;
+mod lean;
 mod sdk;
 
 pub use client::{build_sdk_client, load_sdk_config};
 pub use error::PublishError;
+pub use lean::LeanPublisher;
 pub use sdk::SdkPublisher;
 
 use async_trait::async_trait;

@@ -1,0 +1,645 @@
+//! `LeanPublisher`: PutRecord and PutRecords as one signed HTTP request each, without the SDK's
+//! per-call machinery (BENCHMARKS.md, "lean data path").
+//!
+//! Per call the SDK runs its orchestrator: a dozen-odd interceptor hooks, endpoint and identity
+//! resolution, a serialiser that builds the body and a signer that hashes it again in a second
+//! pass and derives the SigV4 key afresh. For the two data-plane calls this service makes, the
+//! request shape is fixed, so this module writes the JSON body while hashing it, signs with a key
+//! kept per day and region (`sigv4`), and sends it through the SDK's own default HTTP connector
+//! (the same hyper pool and rustls set-up). Everything else stays with the SDK: credentials come
+//! from the same aws-config chain, endpoints from the SDK's own endpoint rules (resolved once per
+//! stream at start-up), and ListShards and the readiness probe go through `SdkPublisher`.
+//!
+//! Errors are classified by the same table (`PublishError::from_code`) as the SDK path's, and a
+//! differential test (tests/api/lean.rs) sends the same requests both ways.
+
+mod credentials;
+mod sigv4;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_kinesis::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+use aws_smithy_async::rt::sleep::{SharedAsyncSleep, TokioSleep};
+use aws_smithy_runtime_api::client::http::{
+    HttpConnector, HttpConnectorSettings, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_types::body::SdkBody;
+use aws_types::service_config::ServiceConfigKey;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use self::credentials::CredentialCache;
+use self::sigv4::Signer;
+use super::{
+    KinesisPublisher, ProbeResult, PublishError, SdkPublisher, ShardRange, codes::INTERNAL_FAILURE,
+};
+use crate::config::AllowedStream;
+use crate::domain::{EntryOutcome, PutRecordOutcome, PutRecordsOutcome, Record, StreamName};
+
+const AMZ_JSON: &str = "application/x-amz-json-1.1";
+const PUT_RECORD: &str = "Kinesis_20131202.PutRecord";
+const PUT_RECORDS: &str = "Kinesis_20131202.PutRecords";
+const USER_AGENT: &str = concat!("kinesis-writer/", env!("CARGO_PKG_VERSION"), " lean");
+
+/// The data-plane publisher. ListShards and the readiness probe are delegated to `control`.
+#[derive(Debug)]
+pub struct LeanPublisher {
+    http: SharedHttpConnector,
+    credentials: CredentialCache,
+    /// Streams addressed by name in the configured region.
+    default: Arc<Endpoint>,
+    /// Streams configured with an ARN or another region (`streams.allowed`).
+    targets: HashMap<String, Target>,
+    /// Bound on one call, the answer's body included (the SDK's attempt timeout).
+    timeout: Duration,
+    control: SdkPublisher,
+}
+
+/// Where requests for a stream go and how they are signed.
+#[derive(Debug)]
+struct Endpoint {
+    uri: http::Uri,
+    /// The `host` header, as signed: the URI's authority.
+    host: String,
+    signer: Signer,
+}
+
+#[derive(Debug)]
+struct Target {
+    endpoint: Arc<Endpoint>,
+    arn: Option<String>,
+}
+
+impl LeanPublisher {
+    /// Builds from the same `SdkConfig` as the SDK client: region, endpoint override, FIPS and
+    /// dual-stack settings, timeouts and credentials chain. Fails when the SDK's endpoint rules
+    /// reject the configuration, as the SDK client would on every call.
+    pub async fn new(
+        config: &SdkConfig,
+        streams: &[AllowedStream],
+        control: SdkPublisher,
+    ) -> anyhow::Result<Self> {
+        let region = config
+            .region()
+            .map(|r| r.as_ref().to_owned())
+            .ok_or_else(|| anyhow::anyhow!("no AWS region configured"))?;
+        let default = Arc::new(Endpoint::resolve(config, &region, None).await?);
+        let mut targets = HashMap::new();
+        for s in streams
+            .iter()
+            .filter(|s| s.arn.is_some() || s.region.is_some())
+        {
+            let region = s.region.as_deref().unwrap_or(&region);
+            let endpoint = Arc::new(Endpoint::resolve(config, region, s.arn.as_deref()).await?);
+            targets.insert(
+                s.name.clone(),
+                Target {
+                    endpoint,
+                    arn: s.arn.clone(),
+                },
+            );
+        }
+        let timeouts = config.timeout_config();
+        let attempt = timeouts.and_then(|t| t.operation_attempt_timeout());
+        let operation = timeouts.and_then(|t| t.operation_timeout());
+        let timeout = match (attempt, operation) {
+            (Some(a), Some(o)) => a.min(o),
+            (a, o) => a.or(o).unwrap_or(Duration::from_secs(30)),
+        };
+        let mut settings = HttpConnectorSettings::builder();
+        if let Some(t) = timeouts.and_then(|t| t.connect_timeout()) {
+            settings = settings.connect_timeout(t);
+        }
+        if let Some(t) = timeouts.and_then(|t| t.read_timeout()) {
+            settings = settings.read_timeout(t);
+        }
+        let http = aws_smithy_http_client::default_connector(
+            &settings.build(),
+            Some(SharedAsyncSleep::new(TokioSleep::new())),
+        )
+        .ok_or_else(|| anyhow::anyhow!("the AWS SDK has no default HTTPS client in this build"))?;
+        Ok(Self {
+            http,
+            credentials: CredentialCache::new(config.credentials_provider(), timeout),
+            default,
+            targets,
+            timeout,
+            control,
+        })
+    }
+
+    /// The endpoint for `stream` and how the body names it: `("StreamARN", arn)` when configured,
+    /// else `("StreamName", name)`.
+    fn target<'a>(&'a self, stream: &'a StreamName) -> (&'a Endpoint, &'static str, &'a str) {
+        match self.targets.get(stream.as_str()) {
+            Some(Target {
+                endpoint,
+                arn: Some(arn),
+            }) => (endpoint, "StreamARN", arn),
+            Some(t) => (&t.endpoint, "StreamName", stream.as_str()),
+            None => (&self.default, "StreamName", stream.as_str()),
+        }
+    }
+
+    /// Signs and sends one call; answers the status, request id and body of Kinesis' answer.
+    async fn call(
+        &self,
+        endpoint: &Endpoint,
+        target: &str,
+        body: SignedBody,
+    ) -> Result<Answer, PublishError> {
+        let credentials = self.credentials.get().await?;
+        let signature = endpoint.signer.sign(
+            &credentials,
+            SystemTime::now(),
+            &endpoint.host,
+            AMZ_JSON,
+            target,
+            &body.sha256,
+        );
+        let mut request = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(endpoint.uri.clone())
+            .header(http::header::HOST, &endpoint.host)
+            .header(http::header::CONTENT_TYPE, AMZ_JSON)
+            .header("x-amz-target", target)
+            .header("x-amz-date", signature.amz_date)
+            .header(http::header::AUTHORIZATION, signature.authorization)
+            .header(http::header::USER_AGENT, USER_AGENT);
+        if let Some(token) = credentials.session_token() {
+            request = request.header("x-amz-security-token", token.trim());
+        }
+        let request = request
+            .body(SdkBody::from(body.bytes))
+            .map_err(|e| upstream(format!("could not build the request: {e}")))?;
+        let request = HttpRequest::try_from(request)
+            .map_err(|e| upstream(format!("could not build the request: {e}")))?;
+        let exchange = async {
+            let response = self.http.call(request).await.map_err(|e| {
+                let detail = format!("{}", super::error::DisplayChain(&e));
+                if e.is_timeout() {
+                    PublishError::Timeout { detail }
+                } else if e.is_io() {
+                    PublishError::Unavailable { detail }
+                } else {
+                    PublishError::Upstream { detail }
+                }
+            })?;
+            let status = response.status().as_u16();
+            let request_id = response
+                .headers()
+                .get("x-amzn-requestid")
+                .map(str::to_owned);
+            let error_type = response
+                .headers()
+                .get("x-amzn-errortype")
+                .map(str::to_owned);
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| PublishError::Unavailable {
+                    detail: format!("reading Kinesis' answer failed: {e}"),
+                })?
+                .to_bytes();
+            Ok(Answer {
+                status,
+                request_id,
+                error_type,
+                body,
+            })
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| PublishError::Timeout {
+                detail: format!("no answer from Kinesis within {:?}", self.timeout),
+            })?
+    }
+}
+
+impl Endpoint {
+    /// The SDK's endpoint rules for a data-plane call in `region`, for a stream named by `arn`
+    /// or by name.
+    async fn resolve(config: &SdkConfig, region: &str, arn: Option<&str>) -> anyhow::Result<Self> {
+        let params = Params::builder()
+            .region(region)
+            .use_fips(config.use_fips().unwrap_or(false))
+            .use_dual_stack(config.use_dual_stack().unwrap_or(false))
+            .set_endpoint(endpoint_url(config))
+            .set_stream_arn(arn.map(str::to_owned))
+            .set_operation_type(arn.map(|_| "data".to_owned()))
+            .build()?;
+        let resolved = DefaultResolver::new()
+            .resolve_endpoint(&params)
+            .await
+            .map_err(|e| anyhow::anyhow!("Kinesis endpoint for region {region}: {e}"))?;
+        let uri: http::Uri = resolved.url().parse()?;
+        let host = uri
+            .authority()
+            .ok_or_else(|| anyhow::anyhow!("endpoint {uri} has no host"))?
+            .to_string();
+        Ok(Self {
+            uri,
+            host,
+            signer: Signer::new(region),
+        })
+    }
+}
+
+/// The endpoint override the SDK client would use: the loader's `endpoint_url` when set in code,
+/// else `AWS_ENDPOINT_URL_KINESIS` / the profile's `kinesis.endpoint_url`, else `AWS_ENDPOINT_URL`
+/// (the order of `aws_sdk_kinesis::config::Builder::from(&SdkConfig)`).
+fn endpoint_url(config: &SdkConfig) -> Option<String> {
+    if config.get_origin("endpoint_url").is_client_config() {
+        return config.endpoint_url().map(str::to_owned);
+    }
+    let key = ServiceConfigKey::builder()
+        .service_id("Kinesis")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .expect("every field is set");
+    config
+        .service_config()
+        .and_then(|c| c.load_config(key))
+        .or_else(|| config.endpoint_url().map(str::to_owned))
+}
+
+/// A request body and its SHA-256, computed as it was written.
+struct SignedBody {
+    bytes: Vec<u8>,
+    sha256: Vec<u8>,
+}
+
+/// Writes JSON into a buffer and into the payload hash in the same pass.
+struct BodyWriter {
+    bytes: Vec<u8>,
+    hash: Sha256,
+}
+
+impl Write for BodyWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes.extend_from_slice(buf);
+        self.hash.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl BodyWriter {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(n),
+            hash: Sha256::new(),
+        }
+    }
+
+    fn raw(&mut self, s: &str) {
+        self.write_all(s.as_bytes()).expect("writing to a Vec");
+    }
+
+    fn string(&mut self, s: &str) {
+        serde_json::to_writer(&mut *self, s).expect("writing a string to a Vec");
+    }
+
+    /// `"Name":"value"` with the value JSON-escaped.
+    fn member(&mut self, name: &str, value: &str) {
+        self.raw("\"");
+        self.raw(name);
+        self.raw("\":");
+        self.string(value);
+    }
+
+    /// The record's members: `Data` (base64), `PartitionKey`, and `ExplicitHashKey` when set.
+    fn record(&mut self, record: &Record) {
+        self.raw("\"Data\":\"");
+        {
+            let mut b64 = base64::write::EncoderWriter::new(&mut *self, &STANDARD);
+            b64.write_all(&record.data).expect("writing to a Vec");
+            b64.finish().expect("writing to a Vec");
+        }
+        self.raw("\",");
+        self.member("PartitionKey", record.partition_key.as_str());
+        if let Some(key) = &record.explicit_hash_key {
+            self.raw(",");
+            self.member("ExplicitHashKey", key.as_str());
+        }
+    }
+
+    fn finish(self) -> SignedBody {
+        SignedBody {
+            bytes: self.bytes,
+            sha256: self.hash.finalize().to_vec(),
+        }
+    }
+}
+
+/// Room for base64 (4/3) plus the members around each record.
+fn capacity(records: &[Record]) -> usize {
+    records
+        .iter()
+        .map(|r| r.data.len().div_ceil(3) * 4 + r.partition_key.as_str().len() + 64)
+        .sum::<usize>()
+        + 128
+}
+
+/// Kinesis' answer, as received.
+struct Answer {
+    status: u16,
+    request_id: Option<String>,
+    error_type: Option<String>,
+    body: Bytes,
+}
+
+/// An error answer's body in the `awsJson1_1` protocol.
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(rename = "__type")]
+    error_type: Option<String>,
+    #[serde(alias = "Message", alias = "errorMessage")]
+    message: Option<String>,
+}
+
+/// A call Kinesis refused, as the error source behind `PublishError::Upstream`'s detail.
+#[derive(Debug, thiserror::Error)]
+#[error("HTTP {status} from Kinesis")]
+struct Refused {
+    status: u16,
+}
+
+impl Answer {
+    /// A successful answer's body, or the error the answer carries.
+    fn success<'a, T: Deserialize<'a>>(&'a self, stream: &str) -> Result<T, PublishError> {
+        if !(200..300).contains(&self.status) {
+            return Err(self.error().about(stream));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| PublishError::Upstream {
+            detail: format!("unreadable answer from Kinesis: {e}"),
+        })
+    }
+
+    /// The error an unsuccessful answer carries, classified like the SDK path's: by code, else by
+    /// status (a 5xx without a code is Kinesis unavailable).
+    fn error(&self) -> PublishError {
+        let parsed: Option<ErrorBody> = serde_json::from_slice(&self.body).ok();
+        let (body_type, message) = match parsed {
+            Some(b) => (b.error_type, b.message.unwrap_or_default()),
+            None => (None, String::new()),
+        };
+        let code = self
+            .error_type
+            .as_deref()
+            .or(body_type.as_deref())
+            .map(sanitize_error_code)
+            .unwrap_or_default();
+        PublishError::from_answer(
+            self.status,
+            code,
+            &message,
+            &Refused {
+                status: self.status,
+            },
+        )
+    }
+}
+
+/// `aws.protocols#awsJson1_1` error codes may carry a namespace (`ns#Code`) and a suffix
+/// (`Code:http://…`); the code is what is between.
+fn sanitize_error_code(raw: &str) -> &str {
+    let raw = raw.split(':').next().unwrap_or(raw);
+    raw.rsplit('#').next().unwrap_or(raw)
+}
+
+fn upstream(detail: String) -> PublishError {
+    PublishError::Upstream { detail }
+}
+
+#[derive(Deserialize)]
+struct PutRecordOut {
+    #[serde(rename = "ShardId")]
+    shard_id: String,
+    #[serde(rename = "SequenceNumber")]
+    sequence_number: String,
+    #[serde(rename = "EncryptionType")]
+    encryption_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PutRecordsOut {
+    #[serde(rename = "Records")]
+    records: Vec<EntryOut>,
+    #[serde(rename = "EncryptionType")]
+    encryption_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EntryOut {
+    #[serde(rename = "SequenceNumber")]
+    sequence_number: Option<String>,
+    #[serde(rename = "ShardId")]
+    shard_id: Option<String>,
+    #[serde(rename = "ErrorCode")]
+    error_code: Option<String>,
+    #[serde(rename = "ErrorMessage")]
+    error_message: Option<String>,
+}
+
+#[async_trait]
+impl KinesisPublisher for LeanPublisher {
+    async fn put_record(
+        &self,
+        stream: &StreamName,
+        record: &Record,
+        ordering: Option<&str>,
+    ) -> Result<PutRecordOutcome, PublishError> {
+        let (endpoint, addressed_by, address) = self.target(stream);
+        let mut body = BodyWriter::with_capacity(capacity(std::slice::from_ref(record)));
+        body.raw("{");
+        body.member(addressed_by, address);
+        body.raw(",");
+        body.record(record);
+        if let Some(ordering) = ordering {
+            body.raw(",");
+            body.member("SequenceNumberForOrdering", ordering);
+        }
+        body.raw("}");
+        let answer = self.call(endpoint, PUT_RECORD, body.finish()).await?;
+        let out: PutRecordOut = answer.success(stream.as_str())?;
+        Ok(PutRecordOutcome {
+            request_id: answer.request_id,
+            encryption_type: out.encryption_type,
+            shard_id: out.shard_id,
+            sequence_number: out.sequence_number,
+        })
+    }
+
+    async fn put_records(
+        &self,
+        stream: &StreamName,
+        records: &[Record],
+    ) -> Result<PutRecordsOutcome, PublishError> {
+        let (endpoint, addressed_by, address) = self.target(stream);
+        let mut body = BodyWriter::with_capacity(capacity(records));
+        body.raw("{");
+        body.member(addressed_by, address);
+        body.raw(",\"Records\":[");
+        for (i, record) in records.iter().enumerate() {
+            body.raw(if i == 0 { "{" } else { ",{" });
+            body.record(record);
+            body.raw("}");
+        }
+        body.raw("]}");
+        let answer = self.call(endpoint, PUT_RECORDS, body.finish()).await?;
+        let out: PutRecordsOut = answer.success(stream.as_str())?;
+        if out.records.len() != records.len() {
+            return Err(PublishError::Upstream {
+                detail: format!(
+                    "PutRecords answered {} entries for {} records",
+                    out.records.len(),
+                    records.len()
+                ),
+            });
+        }
+        let results: Vec<EntryOutcome> = out
+            .records
+            .into_iter()
+            .map(|e| match (e.error_code, e.shard_id, e.sequence_number) {
+                (None, Some(shard_id), Some(sequence_number)) => EntryOutcome::Written {
+                    shard_id,
+                    sequence_number,
+                    sub_sequence_number: None,
+                },
+                (code, _, _) => EntryOutcome::Failed {
+                    error_code: code.unwrap_or_else(|| INTERNAL_FAILURE.to_owned()),
+                    error_message: e.error_message.unwrap_or_default(),
+                },
+            })
+            .collect();
+        // Counted here, not read from FailedRecordCount, as on the SDK path.
+        let failed_record_count = results
+            .iter()
+            .filter(|e| matches!(e, EntryOutcome::Failed { .. }))
+            .count();
+        Ok(PutRecordsOutcome {
+            failed_record_count,
+            records: results,
+            encryption_type: out.encryption_type,
+            request_id: answer.request_id,
+        })
+    }
+
+    async fn probe(&self) -> ProbeResult {
+        self.control.probe().await
+    }
+
+    async fn list_shards(&self, stream: &StreamName) -> Result<Vec<ShardRange>, PublishError> {
+        self.control.list_shards(stream).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ExplicitHashKey, PartitionKey};
+
+    fn record(data: &[u8], key: &str, hash: Option<&str>) -> Record {
+        Record {
+            data: Bytes::copy_from_slice(data),
+            partition_key: PartitionKey::parse(key, None).unwrap(),
+            explicit_hash_key: hash.map(|h| ExplicitHashKey::parse(h, None).unwrap()),
+        }
+    }
+
+    #[test]
+    fn bodies_are_the_json_the_sdk_would_send_and_hashed_as_written() {
+        let records = [
+            record(b"hello", "k\"1", None),
+            record(&[0, 255, 1], "\u{e9}", Some("42")),
+        ];
+        let mut body = BodyWriter::with_capacity(capacity(&records));
+        body.raw("{");
+        body.member("StreamName", "s");
+        body.raw(",\"Records\":[");
+        for (i, r) in records.iter().enumerate() {
+            body.raw(if i == 0 { "{" } else { ",{" });
+            body.record(r);
+            body.raw("}");
+        }
+        body.raw("]}");
+        let body = body.finish();
+        let json: serde_json::Value = serde_json::from_slice(&body.bytes).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"StreamName": "s", "Records": [
+                {"Data": "aGVsbG8=", "PartitionKey": "k\"1"},
+                {"Data": "AP8B", "PartitionKey": "\u{e9}", "ExplicitHashKey": "42"},
+            ]})
+        );
+        assert_eq!(body.sha256, Sha256::digest(&body.bytes).to_vec());
+    }
+
+    #[test]
+    fn error_answers_are_classified_like_the_sdk_path() {
+        let answer = |status, header: Option<&str>, body: &str| Answer {
+            status,
+            request_id: None,
+            error_type: header.map(str::to_owned),
+            body: Bytes::from(body.to_owned()),
+        };
+        let cases = [
+            (
+                answer(
+                    400,
+                    None,
+                    r#"{"__type":"com.amazonaws.kinesis.v20131202#ProvisionedThroughputExceededException","message":"slow"}"#,
+                ),
+                "Throttled",
+            ),
+            (
+                answer(
+                    400,
+                    Some("ResourceNotFoundException:http://internal"),
+                    r#"{"message":"gone"}"#,
+                ),
+                "NotFound",
+            ),
+            (
+                answer(
+                    400,
+                    None,
+                    r#"{"__type":"ExpiredTokenException","Message":"old"}"#,
+                ),
+                "Upstream",
+            ),
+            (
+                answer(500, None, r#"{"__type":"InternalFailure"}"#),
+                "Unavailable",
+            ),
+            (answer(503, None, "<html>busy</html>"), "Unavailable"),
+            (answer(400, None, "not json"), "Upstream"),
+        ];
+        for (answer, want) in cases {
+            let got = answer.error();
+            let kind = match got {
+                PublishError::Throttled { .. } => "Throttled",
+                PublishError::NotFound { .. } => "NotFound",
+                PublishError::Upstream { .. } => "Upstream",
+                PublishError::Unavailable { .. } => "Unavailable",
+                _ => "other",
+            };
+            assert_eq!(kind, want, "{got:?}");
+        }
+    }
+}
