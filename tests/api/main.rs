@@ -10,6 +10,7 @@ mod delivery;
 mod errors;
 mod health;
 mod helpers;
+mod lean;
 mod limits;
 mod openapi;
 mod outage;
