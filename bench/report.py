@@ -34,6 +34,8 @@ MAX_E_P50_RATIO = 1.10
 MIN_D_VS_B = 0.85
 # KPL aggregation (issue #14's target, with it on): scenario b against the Python peer.
 MIN_AGGREGATE_VS_PYTHON_B = 30.0
+# The lean publisher (issue #14, item 3) stays only if it cuts CPU per Kinesis call this much.
+MIN_LEAN_CPU_CUT = 1.5
 
 
 def load(out: Path):
@@ -69,6 +71,34 @@ def med(rs, k):
     return statistics.median(x[k] for x in rs)
 
 
+def publisher_table(out: Path, verdicts) -> None:
+    """CPU per Kinesis call of each publisher alone (examples/publisher_cpu.rs), if it ran."""
+    path = out / "publisher.jsonl"
+    if not path.exists() or not path.read_text().strip():
+        return
+    rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    shapes = sorted({r["records_per_call"] for r in rows})
+    print()
+    print(
+        "CPU per Kinesis call, each publisher alone in a process, 16 calls in flight against "
+        "fake-kinesis (median of runs):\n"
+    )
+    print("| records per call | SDK µs CPU / call | lean µs CPU / call | SDK / lean | SDK calls/s | lean calls/s |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for n in shapes:
+        pick = lambda p, k: statistics.median(
+            r[k] for r in rows if r["records_per_call"] == n and r["publisher"] == p
+        )
+        sdk, lean = pick("sdk", "cpu_us_per_call"), pick("lean", "cpu_us_per_call")
+        cut = sdk / lean if lean else 0
+        print(
+            f"| {n} | {sdk:.1f} | {lean:.1f} | {cut:.2f}x | {pick('sdk', 'calls_s'):,.0f} "
+            f"| {pick('lean', 'calls_s'):,.0f} |"
+        )
+        what = f"CPU per call, SDK / lean ({n} record{'s' if n > 1 else ''} per call)"
+        verdicts.append(("lean", "-", what, cut, MIN_LEAN_CPU_CUT, 0, "(equal)"))
+
+
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "target/bench")
     runs = load(out)
@@ -87,7 +117,7 @@ def main() -> None:
     verdicts = []
     for s, label in SCENARIOS.items():
         metric = TARGETS[s][0]
-        for t in ("ceiling", "service", "coalesce", "aggregate", "python"):
+        for t in ("ceiling", "service", "coalesce", "sdk", "aggregate", "python"):
             rs = runs.get((t, s))
             if not rs:
                 continue
@@ -127,8 +157,13 @@ def main() -> None:
                 r = med(rs, metric) / med(p, metric)
                 ratio_p = f"{r:.1f}x"
                 verdicts.append((t, s, f"{metric} vs Python", r, MIN_AGGREGATE_VS_PYTHON_B, errors, "(equal)"))
-            if t in ("service", "coalesce"):
-                # Shown for both; judged for the default configuration only.
+            if t == "sdk" and (d := runs.get(("coalesce", s))) and med(d, "rec_s") and med(rs, "rec_s"):
+                # What the lean publisher saves end to end: the SDK path's CPU per record over the
+                # default's (shown; the per-call figure below is the one judged).
+                per_rec = lambda x: med(x, "cpu_t") / med(x, "rec_s")
+                ratio_c = f"CPU/record {per_rec(rs) / per_rec(d):.2f}x default"
+            if t in ("service", "coalesce", "sdk"):
+                # Shown for all three; judged for the default configuration only.
                 judged = t == "coalesce"
                 if (c := runs.get(("ceiling", s))) and med(c, metric):
                     r = med(rs, metric) / med(c, metric)
@@ -151,6 +186,7 @@ def main() -> None:
                 f"| {med(rs, 'p50'):.2f} | {med(rs, 'p99'):.2f} | {errors} | {acked} "
                 f"| {ratio_c} | {ratio_p} | {cores} | {per_m:,.1f} |"
             )
+    publisher_table(out, verdicts)
     print()
     print("Targets (ratios of medians; 'coalesce' is the default configuration):\n")
     for t, s, what, r, want, errors, acked in verdicts:
@@ -160,7 +196,7 @@ def main() -> None:
             f"{acked} -> {'MET' if ok else 'MISSED'}"
         )
     print()
-    for t in ("service", "coalesce", "aggregate"):
+    for t in ("service", "coalesce", "sdk", "aggregate"):
         if f"{t}_vmhwm_kb" in machine:
             print(
                 f"{t.capitalize()} memory: peak RSS (VmHWM) {machine[f'{t}_vmhwm_kb'] / 1024:.1f} "

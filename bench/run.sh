@@ -10,15 +10,18 @@
 #   BENCH_SECONDS=10            length of one measured run
 #   BENCH_REPEAT=3              measured runs per target and scenario (the table quotes medians)
 #   BENCH_WARMUP=2              seconds of unmeasured load before each target/scenario's first run
-#   BENCH_TARGETS="ceiling service coalesce aggregate python"
+#   BENCH_TARGETS="ceiling service coalesce sdk aggregate python"
 #                               (service: coalescing off; coalesce: the default configuration,
-#                               coalescing on; aggregate: the default plus KPL aggregation,
-#                               scenarios b and d only)
+#                               coalescing on, lean publisher; sdk: the default with
+#                               kinesis.publisher=sdk; aggregate: the default plus KPL
+#                               aggregation, scenarios b and d only)
 #   BENCH_SCENARIOS="a b c d e" a: 1 x ~200 B JSON, c=64; b: 100 x ~200 B batch, c=16;
 #                               c: 1 x 100 KiB octet-stream, c=16; d: b's 100 records as NDJSON
 #                               lines with partition_key_pointer=/webUrl, c=16 (not for the
 #                               Python peer: the class has neither); e: a's request at c=1
 #                               (a lone client: does coalescing slow it? service targets only)
+#   BENCH_PUBLISHER=1           then CPU per Kinesis call of each publisher alone
+#                               (examples/publisher_cpu.rs; 0 skips it)
 #   BENCH_SKIP_BUILD=1          use the release binaries already built
 set -euo pipefail
 
@@ -29,7 +32,7 @@ out="$root/target/bench"
 secs=${BENCH_SECONDS:-10}
 repeat=${BENCH_REPEAT:-3}
 warmup=${BENCH_WARMUP:-2}
-targets=${BENCH_TARGETS:-"ceiling service coalesce aggregate python"}
+targets=${BENCH_TARGETS:-"ceiling service coalesce sdk aggregate python"}
 scenarios=${BENCH_SCENARIOS:-"a b c d e"}
 stream=bench-stream
 oha_version=1.16.0
@@ -103,10 +106,11 @@ install_venv
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   log "building release binaries (a cold build takes ~8 min on 2 cores)"
   cargo build --release -p kinesis-writer -p fake-kinesis --bin kinesis-writer --bin fake-kinesis \
-    --example ceiling
+    --example ceiling --example publisher_cpu
 fi
 rel="$root/target/release"
-for b in "$rel/kinesis-writer" "$rel/fake-kinesis" "$rel/examples/ceiling"; do
+for b in "$rel/kinesis-writer" "$rel/fake-kinesis" "$rel/examples/ceiling" \
+  "$rel/examples/publisher_cpu"; do
   [ -x "$b" ] || die "missing $b"
 done
 
@@ -160,14 +164,17 @@ for t in $targets; do
       "$rel/examples/ceiling" --port "$port" >"$out/ceiling.log" 2>&1 &
       tpid[$t]=$!
       ;;
-    service | coalesce | aggregate)
+    service | coalesce | sdk | aggregate)
       # `service`: coalescing off (each request its own call); `coalesce`: the default
-      # configuration (coalescing on); `aggregate`: the default plus KPL aggregation.
-      coalesce=false aggregate=false
-      [ "$t" = coalesce ] && coalesce=true
-      [ "$t" = aggregate ] && coalesce=true aggregate=true
+      # configuration (coalescing on, lean publisher); `sdk`: the default with the SDK
+      # publisher; `aggregate`: the default plus KPL aggregation.
+      coalesce=true aggregate=false publisher=lean
+      [ "$t" = service ] && coalesce=false
+      [ "$t" = sdk ] && publisher=sdk
+      [ "$t" = aggregate ] && aggregate=true
       env APP_ENVIRONMENT=local APP_SERVER__PORT="$port" APP_TELEMETRY__FILTER=warn \
         APP_COALESCE__ENABLED="$coalesce" APP_AGGREGATION__ENABLED="$aggregate" \
+        APP_KINESIS__PUBLISHER="$publisher" \
         AWS_ENDPOINT_URL_KINESIS="$fake" APP_KINESIS__ENDPOINT_URL="$fake" AWS_REGION=us-east-1 \
         AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
         "$rel/kinesis-writer" >"$out/$t.log" 2>&1 &
@@ -190,7 +197,7 @@ done
 for t in $targets; do
   case $t in
     ceiling) wait_http "${url[$t]}/streams/x/records" 30 POST || die "ceiling did not start" ;;
-    service | coalesce | aggregate)
+    service | coalesce | sdk | aggregate)
       wait_http "${url[$t]}/health/ready" 60 || die "$t not ready in 60 s (see $out/$t.log)" ;;
     python) wait_http "${url[$t]}/health" 60 || die "python peer did not start (see $out/python.log)" ;;
   esac
@@ -253,6 +260,8 @@ for rep in $(seq 1 "$repeat"); do
       if [ "$t" = aggregate ] && { [ "$s" = a ] || [ "$s" = c ]; }; then continue; fi
       # e compares the service with and without coalescing for a lone client, nothing else.
       if [ "$s" = e ] && [ "$t" != service ] && [ "$t" != coalesce ]; then continue; fi
+      # sdk is compared with the default on a, b and c; d and e add nothing to that.
+      if [ "$t" = sdk ] && { [ "$s" = d ] || [ "$s" = e ]; }; then continue; fi
       if [ "$rep" = 1 ] && [ "$warmup" -gt 0 ]; then
         load "$t" "$s" "$warmup" "$out/runs/warmup-$t-$s.json"
       fi
@@ -283,7 +292,7 @@ vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo
   echo "\"nproc\": $(nproc),"
   echo "\"cpu\": \"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)\","
   echo "\"mem_total_kb\": $(awk '/MemTotal/ {print $2}' /proc/meminfo),"
-  for t in service coalesce aggregate; do
+  for t in service coalesce sdk aggregate; do
     [ -n "${tpid[$t]:-}" ] || continue
     p=${tpid[$t]}
     echo "\"${t}_vmhwm_kb\": $(vm "$p" VmHWM), \"${t}_vmrss_kb\": $(vm "$p" VmRSS),"
@@ -296,5 +305,20 @@ vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo
   echo "\"seconds\": $secs, \"repeat\": $repeat"
   echo "}"
 } >"$out/machine.json"
+
+# --- CPU per Kinesis call, each publisher alone ------------------------------------------------
+# After the memory readings: the service targets are stopped first, so the two cores are the
+# example's and the fake's.
+if [ "${BENCH_PUBLISHER:-1}" = 1 ]; then
+  for t in service coalesce sdk aggregate; do
+    [ -n "${tpid[$t]:-}" ] && kill -TERM "${tpid[$t]}" 2>/dev/null || true
+  done
+  sleep 1
+  log "CPU per Kinesis call: lean vs SDK publisher, $repeat rep(s)"
+  curl -sf -X POST "$fake/_reset" >/dev/null
+  AWS_EC2_METADATA_DISABLED=true timeout 600 "$rel/examples/publisher_cpu" --endpoint "$fake" \
+    --repeat "$repeat" >"$out/publisher.jsonl" 2>"$out/publisher.err" ||
+    die "publisher_cpu failed (see $out/publisher.err)"
+fi
 
 python3 "$bench/report.py" "$out" | tee "$out/report.md"

@@ -8,16 +8,19 @@
 //!
 //! ```text
 //! cargo run --release --example publisher_cpu -- --endpoint http://127.0.0.1:4599 --repeat 3
+//! (from the repository's root: it reads config/)
 //! ```
 
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use aws_config::{BehaviorVersion, Region, retry::RetryConfig, timeout::TimeoutConfig};
+use aws_config::BehaviorVersion;
 use aws_credential_types::Credentials;
 use bytes::Bytes;
+use kinesis_writer::config::Settings;
 use kinesis_writer::domain::{PartitionKey, Record, StreamName};
-use kinesis_writer::kinesis::{KinesisPublisher, LeanPublisher, SdkPublisher};
+use kinesis_writer::kinesis::{KinesisPublisher, LeanPublisher, SdkPublisher, load_sdk_config};
 
 /// Calls in flight at once (scenario b's concurrency).
 const CONCURRENCY: usize = 16;
@@ -100,21 +103,14 @@ async fn main() -> anyhow::Result<()> {
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
-    // The service's own settings: one SDK attempt, the default timeouts.
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&endpoint)
-        .credentials_provider(Credentials::new("test", "test", None, None, "bench"))
-        .retry_config(RetryConfig::standard().with_max_attempts(1))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_millis(3100))
-                .operation_attempt_timeout(Duration::from_secs(5))
-                .operation_timeout(Duration::from_secs(15))
-                .build(),
-        )
-        .load()
-        .await;
+    // The service's own AWS configuration (config/base.yaml's kinesis section through
+    // load_sdk_config: one SDK attempt, its timeouts), pointed at the fake.
+    let mut settings = Settings::load(Path::new("config"))?.kinesis;
+    settings.endpoint_url = endpoint.clone();
+    settings.region = "us-east-1".to_owned();
+    let loader = aws_config::defaults(BehaviorVersion::latest())
+        .credentials_provider(Credentials::new("test", "test", None, None, "bench"));
+    let config = load_sdk_config(&settings, loader).await?;
     let sdk: Arc<dyn KinesisPublisher> = Arc::new(SdkPublisher::new(&config));
     let lean: Arc<dyn KinesisPublisher> =
         Arc::new(LeanPublisher::new(&config, &[], SdkPublisher::new(&config)).await?);

@@ -1,6 +1,7 @@
 //! Building the one SDK client: the standard aws-config chain plus our overrides and timeouts.
 
 use anyhow::bail;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::{ConfigLoader, Region, SdkConfig, retry::RetryConfig, timeout::TimeoutConfig};
 
 use crate::config::KinesisSettings;
@@ -20,7 +21,13 @@ pub async fn load_sdk_config(
                 .operation_timeout(settings.operation_timeout())
                 .build(),
         )
-        .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts));
+        .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
+        // Stalled-stream protection watches streaming bodies for throughput falling below a floor.
+        // Ours are small, fully buffered JSON both ways and every attempt is already bounded by
+        // attempt_timeout_ms; the protection has raised spurious "throughput of 0 B/s" failures
+        // (awslabs/aws-sdk-rust#1146, #1166, #1202). Its CPU cost measured within noise
+        // (BENCHMARKS.md), so this is for robustness, not speed.
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
     if !settings.region.is_empty() {
         loader = loader.region(Region::new(settings.region.clone()));
     }
