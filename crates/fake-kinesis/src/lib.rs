@@ -1,10 +1,15 @@
-//! A programmable stand-in for Kinesis' PutRecord/PutRecords (AWS JSON 1.1), for what the emulator
-//! cannot do: inject throttling, partial failures and delays, and measure the service's own speed.
+//! A programmable stand-in for Kinesis' PutRecord/PutRecords (AWS JSON 1.1 and CBOR 1.1), for what
+//! the emulator cannot do: inject throttling, partial failures and delays, and measure the
+//! service's own speed.
 //!
 //! It speaks just enough of the protocol for the AWS SDKs over plain HTTP: `POST /` with
 //! `x-amz-target: Kinesis_20131202.{PutRecord,PutRecords,ListStreams}`. It does not check
 //! signatures, does not know streams (every name exists unless a [`Plan`] says otherwise) and has
 //! one shard, `shardId-000000000000`, with a global increasing sequence number.
+//!
+//! A request with `content-type: application/x-amz-cbor-1.1` is read and answered in CBOR, as
+//! Kinesis does: the same members, with `Data` as a byte string instead of base64 text. Anything
+//! else is AWS JSON 1.1. Plans and [`Received`] / [`Attempt`] see the same raw bytes either way.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -22,6 +27,7 @@
 //! Two more routes serve the benchmark (`bench/run.sh`) and the standalone binary: `GET /_stats`
 //! (counters as JSON) and `POST /_reset`.
 
+mod cbor;
 mod plan;
 
 use std::borrow::Cow;
@@ -50,7 +56,8 @@ pub use plan::{
 /// The only shard the fake has.
 pub const SHARD_ID: &str = "shardId-000000000000";
 
-/// Bodies up to this size are read: a 10 MiB PutRecords in base64 plus JSON framing fits.
+/// Bodies up to this size are read: a 10 MiB PutRecords in base64 plus JSON framing fits (in CBOR
+/// the data is raw, so it is smaller still).
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// How the fake is started.
@@ -74,7 +81,8 @@ pub struct Received {
     pub stream: String,
     /// The record's partition key.
     pub partition_key: String,
-    /// The record's data, base64-decoded: the exact bytes the client sent.
+    /// The record's data: the exact bytes the client sent (base64-decoded in JSON, the byte
+    /// string as is in CBOR).
     pub data: Vec<u8>,
     /// The sequence number the fake answered with.
     pub seq: String,
@@ -109,7 +117,7 @@ pub struct Attempt {
     pub stream: String,
     /// The record's partition key.
     pub partition_key: String,
-    /// The record's data, base64-decoded.
+    /// The record's data, as raw bytes whatever the protocol.
     pub data: Vec<u8>,
     /// What the fake did with it.
     pub outcome: Outcome,
@@ -374,7 +382,61 @@ async fn reset(State(shared): State<Arc<Shared>>) -> StatusCode {
 
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
 const AMZ_JSON: &str = "application/x-amz-json-1.1";
+const AMZ_CBOR: &str = "application/x-amz-cbor-1.1";
 
+/// The ListShards answer: one open shard owning the whole hash-key range.
+const LIST_SHARDS: &[u8] = br#"{"Shards":[{"ShardId":"shardId-000000000000","HashKeyRange":{"StartingHashKey":"0","EndingHashKey":"340282366920938463463374607431768211455"},"SequenceNumberRange":{"StartingSequenceNumber":"0"}}]}"#;
+/// The ListStreams answer (readiness probes only look at the status).
+const LIST_STREAMS: &[u8] = br#"{"StreamNames":[],"HasMoreStreams":false}"#;
+
+/// The wire protocol of a request, and so of its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// AWS JSON 1.1: `Data` is base64 text. Anything that does not say CBOR, as before CBOR was
+    /// supported (the fake never checked the content type).
+    Json,
+    /// CBOR 1.1 (`application/x-amz-cbor-1.1`): `Data` is a byte string.
+    Cbor,
+}
+
+impl Protocol {
+    fn of(headers: &HeaderMap) -> Self {
+        let media_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .unwrap_or("");
+        if media_type.trim().eq_ignore_ascii_case(AMZ_CBOR) {
+            Protocol::Cbor
+        } else {
+            Protocol::Json
+        }
+    }
+
+    fn content_type(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Protocol::Json => AMZ_JSON,
+            Protocol::Cbor => AMZ_CBOR,
+        })
+    }
+
+    fn encode<T: Serialize>(self, value: &T) -> Vec<u8> {
+        match self {
+            Protocol::Json => serde_json::to_vec(value).expect("plain structs serialise"),
+            Protocol::Cbor => cbor::to_vec(value),
+        }
+    }
+
+    /// A canned answer, kept as JSON text.
+    fn canned(self, json: &'static [u8]) -> Vec<u8> {
+        match self {
+            Protocol::Json => json.to_vec(),
+            Protocol::Cbor => cbor::from_json_text(json),
+        }
+    }
+}
+
+/// The JSON requests, as borrowed views of the body: `Data` stays base64 text until someone looks.
 #[derive(Deserialize)]
 struct PutRecordIn<'a> {
     #[serde(rename = "StreamName", borrow, default)]
@@ -405,7 +467,8 @@ struct PutRecordsIn<'a> {
     records: Vec<EntryIn<'a>>,
 }
 
-/// A PutRecord answer, serialised straight from the struct (no `serde_json::Value` tree).
+/// A PutRecord answer, serialised straight from the struct (no `serde_json::Value` tree), in
+/// either protocol.
 #[derive(Serialize)]
 struct PutRecordOut<'a> {
     #[serde(rename = "ShardId")]
@@ -419,16 +482,13 @@ struct PutRecordOut<'a> {
 /// A PutRecords answer.
 #[derive(Serialize)]
 struct PutRecordsOut<'a> {
+    /// An unsigned integer in both protocols.
     #[serde(rename = "FailedRecordCount")]
     failed_record_count: usize,
     #[serde(rename = "Records")]
     records: &'a [EntryOut],
     #[serde(rename = "EncryptionType")]
     encryption_type: &'static str,
-}
-
-fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("plain structs serialise")
 }
 
 #[derive(Serialize)]
@@ -448,37 +508,156 @@ enum EntryOut {
     },
 }
 
-/// `StreamName`, else the name part of `arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`.
-fn stream_of<'a>(name: Option<&'a str>, arn: Option<&'a str>) -> Option<&'a str> {
-    name.or_else(|| arn.map(|a| a.rsplit_once("stream/").map_or(a, |(_, n)| n)))
+/// An error answer. In JSON this is byte for byte what `json!({"__type", "message"})` gave (the
+/// keys in that order, the same escaping), without building a map.
+#[derive(Serialize)]
+struct ErrorOut<'a> {
+    #[serde(rename = "__type")]
+    error_type: &'a str,
+    message: &'a str,
 }
 
-fn answer(request_id: HeaderValue, status: StatusCode, body: Vec<u8>) -> Response {
-    let mut res = (status, body).into_response();
-    let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON));
-    h.insert("x-amzn-RequestId", request_id);
-    res
+/// `StreamName`, else the name part of `arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`, else "".
+/// Takes the members by value so a borrowed JSON string stays borrowed.
+fn stream_of<'a>(name: Option<Cow<'a, str>>, arn: Option<Cow<'a, str>>) -> Cow<'a, str> {
+    fn name_part(arn: &str) -> &str {
+        arn.rsplit_once("stream/").map_or(arn, |(_, n)| n)
+    }
+    match (name, arn) {
+        (Some(name), _) => name,
+        (None, Some(Cow::Borrowed(arn))) => Cow::Borrowed(name_part(arn)),
+        (None, Some(Cow::Owned(arn))) => Cow::Owned(name_part(&arn).to_owned()),
+        (None, None) => Cow::Borrowed(""),
+    }
 }
 
-fn aws_error(request_id: HeaderValue, status: u16, error_type: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "__type": error_type, "message": message });
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    answer(request_id, status, body.to_string().into_bytes())
+/// How to answer one request: in its protocol, with its request id.
+struct Reply {
+    protocol: Protocol,
+    request_id: HeaderValue,
+}
+
+impl Reply {
+    fn body(self, status: StatusCode, body: Vec<u8>) -> Response {
+        let mut res = (status, body).into_response();
+        let h = res.headers_mut();
+        h.insert(header::CONTENT_TYPE, self.protocol.content_type());
+        h.insert("x-amzn-RequestId", self.request_id);
+        res
+    }
+
+    fn ok<T: Serialize>(self, value: &T) -> Response {
+        let body = self.protocol.encode(value);
+        self.body(StatusCode::OK, body)
+    }
+
+    /// `{"__type": error_type, "message": message}` with `status`.
+    fn error(self, status: u16, error_type: &str, message: &str) -> Response {
+        let body = self.protocol.encode(&ErrorOut {
+            error_type,
+            message,
+        });
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        self.body(status, body)
+    }
 }
 
 fn entry_error_status(code: &str) -> u16 {
     if code == "InternalFailure" { 500 } else { 400 }
 }
 
-/// One record of a call, still base64.
+/// A record's data as it came in.
+enum DataRef<'a> {
+    /// JSON: still base64, decoded only when someone looks (the count-only benchmark never does).
+    Base64(Cow<'a, str>),
+    /// CBOR: the byte string, already raw.
+    Raw(Vec<u8>),
+}
+
+impl DataRef<'_> {
+    /// The raw bytes; borrowed when there is nothing to decode.
+    fn bytes(&self) -> Result<Cow<'_, [u8]>, base64::DecodeError> {
+        match self {
+            DataRef::Base64(b64) => BASE64.decode(b64.as_bytes()).map(Cow::Owned),
+            DataRef::Raw(bytes) => Ok(Cow::Borrowed(bytes)),
+        }
+    }
+}
+
+/// One record of a call.
 struct EntryRef<'a> {
-    partition_key: &'a str,
-    data_b64: &'a str,
+    partition_key: Cow<'a, str>,
+    data: DataRef<'a>,
+}
+
+/// A Put call's members, whichever protocol carried them.
+struct PutCall<'a> {
+    /// The stream named, "" if none.
+    stream: Cow<'a, str>,
+    entries: Vec<EntryRef<'a>>,
+}
+
+/// Reads a Put request. The error is the `SerializationException` message.
+fn parse_put(protocol: Protocol, operation: Operation, body: &[u8]) -> Result<PutCall<'_>, String> {
+    let json_error = |e: serde_json::Error| e.to_string();
+    Ok(match (protocol, operation) {
+        (Protocol::Json, Operation::PutRecord) => {
+            let r = serde_json::from_slice::<PutRecordIn<'_>>(body).map_err(json_error)?;
+            PutCall {
+                stream: stream_of(r.stream_name, r.stream_arn),
+                entries: vec![EntryRef {
+                    partition_key: r.partition_key,
+                    data: DataRef::Base64(r.data),
+                }],
+            }
+        }
+        (Protocol::Json, Operation::PutRecords) => {
+            let r = serde_json::from_slice::<PutRecordsIn<'_>>(body).map_err(json_error)?;
+            PutCall {
+                stream: stream_of(r.stream_name, r.stream_arn),
+                entries: r
+                    .records
+                    .into_iter()
+                    .map(|e| EntryRef {
+                        partition_key: e.partition_key,
+                        data: DataRef::Base64(e.data),
+                    })
+                    .collect(),
+            }
+        }
+        (Protocol::Cbor, Operation::PutRecord) => {
+            let r = cbor::from_slice::<cbor::PutRecordIn>(body)?;
+            PutCall {
+                stream: stream_of(r.stream_name.map(Cow::Owned), r.stream_arn.map(Cow::Owned)),
+                entries: vec![EntryRef {
+                    partition_key: Cow::Owned(r.partition_key),
+                    data: DataRef::Raw(r.data.0),
+                }],
+            }
+        }
+        (Protocol::Cbor, Operation::PutRecords) => {
+            let r = cbor::from_slice::<cbor::PutRecordsIn>(body)?;
+            PutCall {
+                stream: stream_of(r.stream_name.map(Cow::Owned), r.stream_arn.map(Cow::Owned)),
+                entries: r
+                    .records
+                    .into_iter()
+                    .map(|e| EntryRef {
+                        partition_key: Cow::Owned(e.partition_key),
+                        data: DataRef::Raw(e.data.0),
+                    })
+                    .collect(),
+            }
+        }
+    })
 }
 
 async fn kinesis(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    let request_id = shared.next_request_id();
+    let reply = Reply {
+        protocol: Protocol::of(&headers),
+        request_id: shared.next_request_id(),
+    };
+    let protocol = reply.protocol;
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -487,20 +666,18 @@ async fn kinesis(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
         Some("PutRecord") => Operation::PutRecord,
         Some("PutRecords") => Operation::PutRecords,
         Some("ListShards") if shared.list_shards => {
-            let body = br#"{"Shards":[{"ShardId":"shardId-000000000000","HashKeyRange":{"StartingHashKey":"0","EndingHashKey":"340282366920938463463374607431768211455"},"SequenceNumberRange":{"StartingSequenceNumber":"0"}}]}"#.to_vec();
-            return answer(request_id, StatusCode::OK, body);
+            return reply.body(StatusCode::OK, protocol.canned(LIST_SHARDS));
         }
         Some("ListStreams") => {
             shared
                 .counters
                 .list_streams_calls
                 .fetch_add(1, Ordering::Relaxed);
-            let body = br#"{"StreamNames":[],"HasMoreStreams":false}"#.to_vec();
-            return answer(request_id, StatusCode::OK, body);
+            return reply.body(StatusCode::OK, protocol.canned(LIST_STREAMS));
         }
         _ => {
             let msg = format!("fake-kinesis does not implement {target:?}");
-            return aws_error(request_id, 400, "UnknownOperationException", &msg);
+            return reply.error(400, "UnknownOperationException", &msg);
         }
     };
     let counters = &shared.counters;
@@ -511,53 +688,24 @@ async fn kinesis(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
     .fetch_add(1, Ordering::Relaxed);
     let call_index = counters.put_calls.fetch_add(1, Ordering::Relaxed);
 
-    // Parse into borrowed views of the body; base64 is decoded later, only when someone looks.
-    let single;
-    let batch;
-    let (stream, entries): (&str, Vec<EntryRef<'_>>) = match operation {
-        Operation::PutRecord => {
-            single = match serde_json::from_slice::<PutRecordIn<'_>>(&body) {
-                Ok(v) => v,
-                Err(e) => return serialization_error(&shared, request_id, &e),
-            };
-            let stream = stream_of(single.stream_name.as_deref(), single.stream_arn.as_deref());
-            let entry = EntryRef {
-                partition_key: &single.partition_key,
-                data_b64: &single.data,
-            };
-            (stream.unwrap_or(""), vec![entry])
-        }
-        Operation::PutRecords => {
-            batch = match serde_json::from_slice::<PutRecordsIn<'_>>(&body) {
-                Ok(v) => v,
-                Err(e) => return serialization_error(&shared, request_id, &e),
-            };
-            let stream = stream_of(batch.stream_name.as_deref(), batch.stream_arn.as_deref());
-            let entries = batch
-                .records
-                .iter()
-                .map(|r| EntryRef {
-                    partition_key: &r.partition_key,
-                    data_b64: &r.data,
-                })
-                .collect();
-            (stream.unwrap_or(""), entries)
+    let call = match parse_put(protocol, operation, &body) {
+        Ok(call) => call,
+        Err(msg) => {
+            counters.calls_failed.fetch_add(1, Ordering::Relaxed);
+            return reply.error(400, "SerializationException", &msg);
         }
     };
+    let stream: &str = &call.stream;
+    let entries = &call.entries;
     if stream.is_empty() {
         counters.calls_failed.fetch_add(1, Ordering::Relaxed);
-        return aws_error(
-            request_id,
-            400,
-            "ValidationException",
-            "StreamName or StreamARN needed",
-        );
+        return reply.error(400, "ValidationException", "StreamName or StreamARN needed");
     }
     // Kinesis' own request limits, so a client that forgets them fails here as it would on AWS.
     if entries.is_empty() || entries.len() > 500 {
         counters.calls_failed.fetch_add(1, Ordering::Relaxed);
         let msg = format!("Records must have 1 to 500 entries, got {}", entries.len());
-        return aws_error(request_id, 400, "ValidationException", &msg);
+        return reply.error(400, "ValidationException", &msg);
     }
     counters
         .records_seen
@@ -582,12 +730,12 @@ async fn kinesis(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
             .fetch_add(entries.len() as u64, Ordering::Relaxed);
         if !shared.count_only {
             let mut attempts = lock(&shared.attempts);
-            for e in &entries {
+            for e in entries {
                 attempts.push(Attempt {
                     operation,
                     stream: stream.to_owned(),
-                    partition_key: e.partition_key.to_owned(),
-                    data: BASE64.decode(e.data_b64).unwrap_or_default(),
+                    partition_key: e.partition_key.as_ref().to_owned(),
+                    data: e.data.bytes().map(Cow::into_owned).unwrap_or_default(),
                     outcome: Outcome::CallFailed {
                         error_type: err.error_type.clone(),
                     },
@@ -595,46 +743,42 @@ async fn kinesis(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
             }
         }
         late(delay).await;
-        return aws_error(request_id, err.status, &err.error_type, &err.message);
+        return reply.error(err.status, &err.error_type, &err.message);
     }
 
-    let results = match decide_entries(&shared, &plan, operation, stream, &entries) {
+    let results = match decide_entries(&shared, &plan, operation, stream, entries) {
         Ok(r) => r,
-        Err(msg) => return aws_error(request_id, 400, "SerializationException", &msg),
+        Err(msg) => return reply.error(400, "SerializationException", &msg),
     };
 
     let response = match operation {
         Operation::PutRecord => match results.into_iter().next() {
             Some(EntryOut::Ok {
                 sequence_number, ..
-            }) => {
-                let body = PutRecordOut {
-                    shard_id: SHARD_ID,
-                    sequence_number: &sequence_number,
-                    encryption_type: "NONE",
-                };
-                answer(request_id, StatusCode::OK, to_json(&body))
-            }
+            }) => reply.ok(&PutRecordOut {
+                shard_id: SHARD_ID,
+                sequence_number: &sequence_number,
+                encryption_type: "NONE",
+            }),
             Some(EntryOut::Err {
                 error_code,
                 error_message,
             }) => {
                 let status = entry_error_status(&error_code);
-                aws_error(request_id, status, &error_code, &error_message)
+                reply.error(status, &error_code, &error_message)
             }
-            None => aws_error(request_id, 500, "InternalFailure", "no result"),
+            None => reply.error(500, "InternalFailure", "no result"),
         },
         Operation::PutRecords => {
             let failed = results
                 .iter()
                 .filter(|r| matches!(r, EntryOut::Err { .. }))
                 .count();
-            let body = PutRecordsOut {
+            reply.ok(&PutRecordsOut {
                 failed_record_count: failed,
                 records: &results,
                 encryption_type: "NONE",
-            };
-            answer(request_id, StatusCode::OK, to_json(&body))
+            })
         }
     };
     late(delay).await;
@@ -650,15 +794,6 @@ async fn late(delay: std::time::Duration) {
     }
 }
 
-fn serialization_error(
-    shared: &Shared,
-    request_id: HeaderValue,
-    e: &serde_json::Error,
-) -> Response {
-    shared.counters.calls_failed.fetch_add(1, Ordering::Relaxed);
-    aws_error(request_id, 400, "SerializationException", &e.to_string())
-}
-
 /// Runs the entry rule over the records, updates counters and stores, and returns one result per
 /// record in request order. Synchronous on purpose: no lock is held across an await.
 fn decide_entries(
@@ -671,13 +806,13 @@ fn decide_entries(
     let store = !shared.count_only;
     // The fast path (benchmark): nothing to decide and nothing to keep, so no base64 decoding.
     let need_bytes = store || plan.entry.is_some();
-    let decoded: Vec<Vec<u8>> = if need_bytes {
+    let decoded: Vec<Cow<'_, [u8]>> = if need_bytes {
         entries
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                BASE64
-                    .decode(e.data_b64)
+                e.data
+                    .bytes()
                     .map_err(|err| format!("record {i}: Data: {err}"))
             })
             .collect::<Result<_, _>>()?
@@ -692,13 +827,13 @@ fn decide_entries(
         let mut received = store.then(|| lock(&shared.received));
         let mut attempts = store.then(|| lock(&shared.attempts));
         for (index, e) in entries.iter().enumerate() {
-            let data: &[u8] = decoded.get(index).map_or(&[], Vec::as_slice);
+            let data: &[u8] = decoded.get(index).map_or(&[], |d| d);
             let verdict = match (&plan.entry, seen.as_deref_mut()) {
                 (Some(rule), Some(seen)) => {
                     let count = seen.entry(data.to_vec()).or_insert(0);
                     let seen_before = *count;
                     *count += 1;
-                    let partition_key = e.partition_key;
+                    let partition_key = &e.partition_key;
                     rule(&EntryCtx {
                         operation,
                         stream,
@@ -717,7 +852,7 @@ fn decide_entries(
                     if let Some(received) = received.as_deref_mut() {
                         received.push(Received {
                             stream: stream.to_owned(),
-                            partition_key: e.partition_key.to_owned(),
+                            partition_key: e.partition_key.as_ref().to_owned(),
                             data: data.to_vec(),
                             seq: seq.clone(),
                         });
@@ -746,7 +881,7 @@ fn decide_entries(
                 attempts.push(Attempt {
                     operation,
                     stream: stream.to_owned(),
-                    partition_key: e.partition_key.to_owned(),
+                    partition_key: e.partition_key.as_ref().to_owned(),
                     data: data.to_vec(),
                     outcome,
                 });

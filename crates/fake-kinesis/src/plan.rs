@@ -39,7 +39,7 @@ pub struct EntryCtx<'a> {
     pub index: usize,
     /// The record's partition key.
     pub partition_key: &'a str,
-    /// The record's data, base64-decoded.
+    /// The record's data as raw bytes (base64-decoded in JSON, the byte string in CBOR).
     pub data: &'a [u8],
     /// How many times a record with exactly these data bytes reached an entry rule before, in any
     /// call since the last reset. This is what lets a plan say "fail the first two attempts" and
