@@ -7,7 +7,7 @@
 //! repeated; one JSON line per run goes to stdout. `bench/run.sh` runs it after the load tests.
 //!
 //! ```text
-//! cargo run --release --example publisher_cpu -- --endpoint http://127.0.0.1:4599 --repeat 3
+//! cargo run --release --example publisher_cpu -- --endpoint http://127.0.0.1:4599 --repeat 3 --cbor
 //! (from the repository's root: it reads config/)
 //! ```
 
@@ -18,7 +18,7 @@ use std::time::Instant;
 use aws_config::BehaviorVersion;
 use aws_credential_types::Credentials;
 use bytes::Bytes;
-use kinesis_writer::config::Settings;
+use kinesis_writer::config::{Settings, WireProtocol};
 use kinesis_writer::domain::{PartitionKey, Record, StreamName};
 use kinesis_writer::kinesis::{KinesisPublisher, LeanPublisher, SdkPublisher, load_sdk_config};
 
@@ -95,11 +95,14 @@ async fn run(
 async fn main() -> anyhow::Result<()> {
     let mut endpoint = String::from("http://127.0.0.1:4599");
     let mut repeat = 3;
+    // Also the lean publisher speaking CBOR (the fake must understand it).
+    let mut cbor = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--endpoint" => endpoint = args.next().unwrap_or(endpoint),
             "--repeat" => repeat = args.next().and_then(|r| r.parse().ok()).unwrap_or(repeat),
+            "--cbor" => cbor = true,
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -112,18 +115,24 @@ async fn main() -> anyhow::Result<()> {
         .credentials_provider(Credentials::new("test", "test", None, None, "bench"));
     let config = load_sdk_config(&settings, loader).await?;
     let sdk: Arc<dyn KinesisPublisher> = Arc::new(SdkPublisher::new(&config));
-    let lean: Arc<dyn KinesisPublisher> =
-        Arc::new(LeanPublisher::new(&config, &[], SdkPublisher::new(&config)).await?);
+    let lean = |protocol| LeanPublisher::new(&config, &[], protocol, SdkPublisher::new(&config));
+    let mut publishers: Vec<(&str, Arc<dyn KinesisPublisher>)> = vec![
+        ("sdk", sdk),
+        ("lean", Arc::new(lean(WireProtocol::Json).await?)),
+    ];
+    if cbor {
+        publishers.push(("lean-cbor", Arc::new(lean(WireProtocol::Cbor).await?)));
+    }
     let stream = StreamName::parse("bench-stream")?;
     // (records per call, calls per run): a few seconds each on this machine.
     let shapes = [(1usize, 16_000usize), (100, 3_200)];
     for (batch, calls) in shapes {
         // Warm both pools and the allocator before measuring.
-        for p in [&sdk, &lean] {
+        for (_, p) in &publishers {
             run(p.clone(), &stream, batch, calls / 10).await;
         }
         for rep in 1..=repeat {
-            for (name, p) in [("sdk", &sdk), ("lean", &lean)] {
+            for (name, p) in &publishers {
                 let (cpu_us, calls_s) = run(p.clone(), &stream, batch, calls).await;
                 println!(
                     "{{\"publisher\":\"{name}\",\"records_per_call\":{batch},\"rep\":{rep},\

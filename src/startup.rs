@@ -36,10 +36,17 @@ impl Application {
         let allowed = &settings.streams.allowed;
         let sdk = SdkPublisher::new(&sdk_config).with_targets(&sdk_config, allowed);
         let publisher: Arc<dyn KinesisPublisher> = match settings.kinesis.publisher {
-            PublisherKind::Lean => Arc::new(LeanPublisher::new(&sdk_config, allowed, sdk).await?),
+            PublisherKind::Lean => {
+                let protocol = settings.kinesis.protocol;
+                Arc::new(LeanPublisher::new(&sdk_config, allowed, protocol, sdk).await?)
+            }
             PublisherKind::Sdk => Arc::new(sdk),
         };
-        tracing::info!(publisher = ?settings.kinesis.publisher, "Kinesis data path");
+        tracing::info!(
+            publisher = ?settings.kinesis.publisher,
+            protocol = ?settings.kinesis.protocol,
+            "Kinesis data path"
+        );
         Self::build_with_publisher(settings, publisher).await
     }
 

@@ -165,6 +165,21 @@ pub struct KinesisSettings {
     /// Which client sends PutRecord/PutRecords (`lean` or `sdk`).
     #[serde(default)]
     pub publisher: PublisherKind,
+    /// The lean publisher's wire protocol (`json` or `cbor`); the SDK always speaks JSON.
+    #[serde(default)]
+    pub protocol: WireProtocol,
+}
+
+/// How the lean publisher encodes PutRecord/PutRecords. Kinesis accepts both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WireProtocol {
+    /// `application/x-amz-json-1.1`, record data in base64 (what the AWS SDK for Rust sends).
+    #[default]
+    Json,
+    /// `application/x-amz-cbor-1.1`, record data as raw bytes (the Java SDK's and the KPL's
+    /// default for Kinesis).
+    Cbor,
 }
 
 /// How PutRecord and PutRecords are sent. Both use the same aws-config chain, endpoint rules,

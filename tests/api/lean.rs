@@ -1,5 +1,6 @@
-//! The differential test of issue #14: the same requests through the lean publisher (the default)
-//! and through the SDK one give the same answers, the same records and the same error mapping.
+//! The differential test of issue #14: the same requests through the SDK publisher and through the
+//! lean one (the default), in JSON and in CBOR, give the same answers, the same records and the
+//! same error mapping.
 //!
 //! Against the emulator: writes of every shape, read back and compared record by record. Against
 //! fake-kinesis (the faults the emulator cannot produce): throttling, partial failures, 5xx with
@@ -7,7 +8,7 @@
 //! compared by status, `Retry-After`, body and what the fake saw arrive.
 
 use fake_kinesis::{CallError, Plan};
-use kinesis_writer::config::{PublisherKind, Settings};
+use kinesis_writer::config::{PublisherKind, Settings, WireProtocol};
 use serde_json::Value;
 
 use crate::helpers::{Landed, TestApp, spawn_app_with, spawn_fake_app};
@@ -16,8 +17,16 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 const TEXT: (&str, &str) = ("content-type", "text/plain");
 const NDJSON: (&str, &str) = ("content-type", "application/x-ndjson");
 
-fn with(kind: PublisherKind) -> impl FnOnce(&mut Settings, &str) {
-    move |s, _| s.kinesis.publisher = kind
+/// The ways PutRecord/PutRecords can be sent: the SDK first (the reference), then the lean
+/// publisher in each protocol.
+const PATHS: [(PublisherKind, WireProtocol); 3] = [
+    (PublisherKind::Sdk, WireProtocol::Json),
+    (PublisherKind::Lean, WireProtocol::Json),
+    (PublisherKind::Lean, WireProtocol::Cbor),
+];
+
+fn on(path: (PublisherKind, WireProtocol), s: &mut Settings) {
+    (s.kinesis.publisher, s.kinesis.protocol) = path;
 }
 
 /// An answer with what differs between two runs by design blanked: request ids and sequence
@@ -129,33 +138,35 @@ fn records_of(landed: Vec<Landed>) -> Vec<(Vec<u8>, String, String)> {
 }
 
 #[tokio::test]
-async fn both_paths_write_the_same_records_and_answer_the_same_against_the_emulator() {
-    let lean = spawn_app_with(with(PublisherKind::Lean)).await;
-    let sdk = spawn_app_with(with(PublisherKind::Sdk)).await;
-    let (lean_seen, sdk_seen) = (exercise(&lean).await, exercise(&sdk).await);
-    assert_eq!(lean_seen, sdk_seen);
-    assert_eq!(lean_seen[0].status, 200, "{:?}", lean_seen[0]);
-    assert_eq!(lean_seen.last().unwrap().status, 404);
-    let (lean_records, sdk_records) = (
-        records_of(lean.landed().await),
-        records_of(sdk.landed().await),
-    );
+async fn every_path_writes_the_same_records_and_answers_the_same_against_the_emulator() {
+    let mut runs = Vec::new();
+    for path in PATHS {
+        let app = spawn_app_with(|s, _| on(path, s)).await;
+        let answers = exercise(&app).await;
+        runs.push((path, answers, records_of(app.landed().await)));
+    }
+    let (_, sdk_answers, sdk_records) = &runs[0];
+    assert_eq!(sdk_answers[0].status, 200, "{:?}", sdk_answers[0]);
+    assert_eq!(sdk_answers.last().unwrap().status, 404);
     // 1 + 2 (ordered pair) + 4 + 2 + 1 + 1 records, byte for byte, key for key, shard for shard.
-    assert_eq!(lean_records.len(), 11);
-    assert_eq!(lean_records, sdk_records);
+    assert_eq!(sdk_records.len(), 11);
     assert!(
-        lean_records
+        sdk_records
             .iter()
             .any(|(data, key, _)| data.len() == 256 && key == "raw")
     );
+    for (path, answers, records) in &runs[1..] {
+        assert_eq!(answers, sdk_answers, "{path:?}");
+        assert_eq!(records, sdk_records, "{path:?}");
+    }
 }
 
-/// One fault through both paths: the answers and what reached the fake must match.
+/// One fault through every path: the answers and what reached the fake must match the SDK's.
 async fn same_under(plan: impl Fn() -> Plan, query: &str, body: &str, tweak: fn(&mut Settings)) {
     let mut runs = Vec::new();
-    for kind in [PublisherKind::Lean, PublisherKind::Sdk] {
+    for path in PATHS {
         let app = spawn_fake_app(|s, _| {
-            s.kinesis.publisher = kind;
+            on(path, s);
             tweak(s);
         })
         .await;
@@ -175,8 +186,10 @@ async fn same_under(plan: impl Fn() -> Plan, query: &str, body: &str, tweak: fn(
         arrived.sort();
         runs.push((answer, arrived));
     }
-    let (sdk, lean) = (runs.pop().unwrap(), runs.pop().unwrap());
-    assert_eq!(lean, sdk, "{query} {body}");
+    let sdk = &runs[0];
+    for (run, path) in runs.iter().zip(PATHS).skip(1) {
+        assert_eq!(run, sdk, "{path:?}: {query} {body}");
+    }
 }
 
 const BATCH: &str = r#"["keep-1", "flaky-2", "keep-3", "flaky-4"]"#;
