@@ -83,16 +83,22 @@ def publisher_table(out: Path, verdicts) -> None:
         "CPU per Kinesis call, each publisher alone in a process, 16 calls in flight against "
         "fake-kinesis (median of runs):\n"
     )
-    print("| records per call | SDK µs CPU / call | lean µs CPU / call | SDK / lean | SDK calls/s | lean calls/s |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    cbor = any(r["publisher"] == "lean-cbor" for r in rows)
+    extra = " lean CBOR µs CPU / call | SDK / lean CBOR |" if cbor else ""
+    print(f"| records per call | SDK µs CPU / call | lean µs CPU / call | SDK / lean |{extra} SDK calls/s | lean calls/s |")
+    print("|---:|---:|---:|---:|" + ("---:|---:|" if cbor else "") + "---:|---:|")
     for n in shapes:
         pick = lambda p, k: statistics.median(
             r[k] for r in rows if r["records_per_call"] == n and r["publisher"] == p
         )
         sdk, lean = pick("sdk", "cpu_us_per_call"), pick("lean", "cpu_us_per_call")
         cut = sdk / lean if lean else 0
+        cells = ""
+        if cbor:
+            c = pick("lean-cbor", "cpu_us_per_call")
+            cells = f" {c:.1f} | {sdk / c if c else 0:.2f}x |"
         print(
-            f"| {n} | {sdk:.1f} | {lean:.1f} | {cut:.2f}x | {pick('sdk', 'calls_s'):,.0f} "
+            f"| {n} | {sdk:.1f} | {lean:.1f} | {cut:.2f}x |{cells} {pick('sdk', 'calls_s'):,.0f} "
             f"| {pick('lean', 'calls_s'):,.0f} |"
         )
         what = f"CPU per call, SDK / lean ({n} record{'s' if n > 1 else ''} per call)"
@@ -117,7 +123,7 @@ def main() -> None:
     verdicts = []
     for s, label in SCENARIOS.items():
         metric = TARGETS[s][0]
-        for t in ("ceiling", "service", "coalesce", "sdk", "aggregate", "python"):
+        for t in ("ceiling", "service", "coalesce", "sdk", "cbor", "aggregate", "python"):
             rs = runs.get((t, s))
             if not rs:
                 continue
@@ -157,15 +163,15 @@ def main() -> None:
                 r = med(rs, metric) / med(p, metric)
                 ratio_p = f"{r:.1f}x"
                 verdicts.append((t, s, f"{metric} vs Python", r, MIN_AGGREGATE_VS_PYTHON_B, errors, "(equal)"))
-            if t == "sdk" and (d := runs.get(("coalesce", s))) and med(d, "rec_s") and med(rs, "rec_s"):
-                # What the lean publisher saves end to end: the SDK path's CPU per record over the
+            if t in ("sdk", "cbor") and (d := runs.get(("coalesce", s))) and med(d, "rec_s") and med(rs, "rec_s"):
+                # What the publisher or protocol costs end to end: CPU per record over the
                 # default's (shown; the per-call figure below is the one judged).
                 per_rec = lambda x: med(x, "cpu_t") / med(x, "rec_s")
                 ratio_c = f"CPU/record {per_rec(rs) / per_rec(d):.2f}x default"
-            if t in ("service", "coalesce", "sdk"):
-                # Shown for all three; judged for the default configuration only.
+            if t in ("service", "coalesce", "sdk", "cbor"):
+                # Shown for all; judged for the default configuration only.
                 judged = t == "coalesce"
-                if (c := runs.get(("ceiling", s))) and med(c, metric):
+                if t not in ("sdk", "cbor") and (c := runs.get(("ceiling", s))) and med(c, metric):
                     r = med(rs, metric) / med(c, metric)
                     ratio_c = f"{r:.2f}"
                     if judged and s in DEFAULT_VS_CEILING:
@@ -196,7 +202,7 @@ def main() -> None:
             f"{acked} -> {'MET' if ok else 'MISSED'}"
         )
     print()
-    for t in ("service", "coalesce", "sdk", "aggregate"):
+    for t in ("service", "coalesce", "sdk", "cbor", "aggregate"):
         if f"{t}_vmhwm_kb" in machine:
             print(
                 f"{t.capitalize()} memory: peak RSS (VmHWM) {machine[f'{t}_vmhwm_kb'] / 1024:.1f} "

@@ -10,10 +10,11 @@
 #   BENCH_SECONDS=10            length of one measured run
 #   BENCH_REPEAT=3              measured runs per target and scenario (the table quotes medians)
 #   BENCH_WARMUP=2              seconds of unmeasured load before each target/scenario's first run
-#   BENCH_TARGETS="ceiling service coalesce sdk aggregate python"
+#   BENCH_TARGETS="ceiling service coalesce sdk cbor aggregate python"
 #                               (service: coalescing off; coalesce: the default configuration,
 #                               coalescing on, lean publisher; sdk: the default with
-#                               kinesis.publisher=sdk; aggregate: the default plus KPL
+#                               kinesis.publisher=sdk; cbor: the default with
+#                               kinesis.protocol=cbor; aggregate: the default plus KPL
 #                               aggregation, scenarios b and d only)
 #   BENCH_SCENARIOS="a b c d e" a: 1 x ~200 B JSON, c=64; b: 100 x ~200 B batch, c=16;
 #                               c: 1 x 100 KiB octet-stream, c=16; d: b's 100 records as NDJSON
@@ -32,7 +33,7 @@ out="$root/target/bench"
 secs=${BENCH_SECONDS:-10}
 repeat=${BENCH_REPEAT:-3}
 warmup=${BENCH_WARMUP:-2}
-targets=${BENCH_TARGETS:-"ceiling service coalesce sdk aggregate python"}
+targets=${BENCH_TARGETS:-"ceiling service coalesce sdk cbor aggregate python"}
 scenarios=${BENCH_SCENARIOS:-"a b c d e"}
 stream=bench-stream
 oha_version=1.16.0
@@ -164,17 +165,19 @@ for t in $targets; do
       "$rel/examples/ceiling" --port "$port" >"$out/ceiling.log" 2>&1 &
       tpid[$t]=$!
       ;;
-    service | coalesce | sdk | aggregate)
+    service | coalesce | sdk | cbor | aggregate)
       # `service`: coalescing off (each request its own call); `coalesce`: the default
-      # configuration (coalescing on, lean publisher); `sdk`: the default with the SDK
-      # publisher; `aggregate`: the default plus KPL aggregation.
-      coalesce=true aggregate=false publisher=lean
+      # configuration (coalescing on, lean publisher, JSON); `sdk`: the default with the SDK
+      # publisher; `cbor`: the default speaking CBOR; `aggregate`: the default plus KPL
+      # aggregation.
+      coalesce=true aggregate=false publisher=lean protocol=json
       [ "$t" = service ] && coalesce=false
       [ "$t" = sdk ] && publisher=sdk
+      [ "$t" = cbor ] && protocol=cbor
       [ "$t" = aggregate ] && aggregate=true
       env APP_ENVIRONMENT=local APP_SERVER__PORT="$port" APP_TELEMETRY__FILTER=warn \
         APP_COALESCE__ENABLED="$coalesce" APP_AGGREGATION__ENABLED="$aggregate" \
-        APP_KINESIS__PUBLISHER="$publisher" \
+        APP_KINESIS__PUBLISHER="$publisher" APP_KINESIS__PROTOCOL="$protocol" \
         AWS_ENDPOINT_URL_KINESIS="$fake" APP_KINESIS__ENDPOINT_URL="$fake" AWS_REGION=us-east-1 \
         AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
         "$rel/kinesis-writer" >"$out/$t.log" 2>&1 &
@@ -197,7 +200,7 @@ done
 for t in $targets; do
   case $t in
     ceiling) wait_http "${url[$t]}/streams/x/records" 30 POST || die "ceiling did not start" ;;
-    service | coalesce | sdk | aggregate)
+    service | coalesce | sdk | cbor | aggregate)
       wait_http "${url[$t]}/health/ready" 60 || die "$t not ready in 60 s (see $out/$t.log)" ;;
     python) wait_http "${url[$t]}/health" 60 || die "python peer did not start (see $out/python.log)" ;;
   esac
@@ -260,8 +263,10 @@ for rep in $(seq 1 "$repeat"); do
       if [ "$t" = aggregate ] && { [ "$s" = a ] || [ "$s" = c ]; }; then continue; fi
       # e compares the service with and without coalescing for a lone client, nothing else.
       if [ "$s" = e ] && [ "$t" != service ] && [ "$t" != coalesce ]; then continue; fi
-      # sdk is compared with the default on a, b and c; d and e add nothing to that.
-      if [ "$t" = sdk ] && { [ "$s" = d ] || [ "$s" = e ]; }; then continue; fi
+      # sdk and cbor are compared with the default on a, b and c; d and e add nothing to that.
+      if { [ "$t" = sdk ] || [ "$t" = cbor ]; } && { [ "$s" = d ] || [ "$s" = e ]; }; then
+        continue
+      fi
       if [ "$rep" = 1 ] && [ "$warmup" -gt 0 ]; then
         load "$t" "$s" "$warmup" "$out/runs/warmup-$t-$s.json"
       fi
@@ -292,7 +297,7 @@ vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo
   echo "\"nproc\": $(nproc),"
   echo "\"cpu\": \"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)\","
   echo "\"mem_total_kb\": $(awk '/MemTotal/ {print $2}' /proc/meminfo),"
-  for t in service coalesce sdk aggregate; do
+  for t in service coalesce sdk cbor aggregate; do
     [ -n "${tpid[$t]:-}" ] || continue
     p=${tpid[$t]}
     echo "\"${t}_vmhwm_kb\": $(vm "$p" VmHWM), \"${t}_vmrss_kb\": $(vm "$p" VmRSS),"
@@ -310,14 +315,14 @@ vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo
 # After the memory readings: the service targets are stopped first, so the two cores are the
 # example's and the fake's.
 if [ "${BENCH_PUBLISHER:-1}" = 1 ]; then
-  for t in service coalesce sdk aggregate; do
+  for t in service coalesce sdk cbor aggregate; do
     [ -n "${tpid[$t]:-}" ] && kill -TERM "${tpid[$t]}" 2>/dev/null || true
   done
   sleep 1
-  log "CPU per Kinesis call: lean vs SDK publisher, $repeat rep(s)"
+  log "CPU per Kinesis call: SDK, lean JSON and lean CBOR publishers, $repeat rep(s)"
   curl -sf -X POST "$fake/_reset" >/dev/null
   AWS_EC2_METADATA_DISABLED=true timeout 600 "$rel/examples/publisher_cpu" --endpoint "$fake" \
-    --repeat "$repeat" >"$out/publisher.jsonl" 2>"$out/publisher.err" ||
+    --repeat "$repeat" --cbor >"$out/publisher.jsonl" 2>"$out/publisher.err" ||
     die "publisher_cpu failed (see $out/publisher.err)"
 fi
 
