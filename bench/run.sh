@@ -10,11 +10,11 @@
 #   BENCH_SECONDS=10            length of one measured run
 #   BENCH_REPEAT=3              measured runs per target and scenario (the table quotes medians)
 #   BENCH_WARMUP=2              seconds of unmeasured load before each target/scenario's first run
-#   BENCH_TARGETS="ceiling service coalesce sdk cbor aggregate python"
+#   BENCH_TARGETS="ceiling service coalesce sdk json aggregate python"
 #                               (service: coalescing off; coalesce: the default configuration,
-#                               coalescing on, lean publisher; sdk: the default with
-#                               kinesis.publisher=sdk; cbor: the default with
-#                               kinesis.protocol=cbor; aggregate: the default plus KPL
+#                               coalescing on, lean publisher, CBOR; sdk: the default with
+#                               kinesis.publisher=sdk; json: the default with
+#                               kinesis.protocol=json; aggregate: the default plus KPL
 #                               aggregation, scenarios b and d only)
 #   BENCH_SCENARIOS="a b c d e" a: 1 x ~200 B JSON, c=64; b: 100 x ~200 B batch, c=16;
 #                               c: 1 x 100 KiB octet-stream, c=16; d: b's 100 records as NDJSON
@@ -33,7 +33,7 @@ out="$root/target/bench"
 secs=${BENCH_SECONDS:-10}
 repeat=${BENCH_REPEAT:-3}
 warmup=${BENCH_WARMUP:-2}
-targets=${BENCH_TARGETS:-"ceiling service coalesce sdk cbor aggregate python"}
+targets=${BENCH_TARGETS:-"ceiling service coalesce sdk json aggregate python"}
 scenarios=${BENCH_SCENARIOS:-"a b c d e"}
 stream=bench-stream
 oha_version=1.16.0
@@ -165,15 +165,15 @@ for t in $targets; do
       "$rel/examples/ceiling" --port "$port" >"$out/ceiling.log" 2>&1 &
       tpid[$t]=$!
       ;;
-    service | coalesce | sdk | cbor | aggregate)
+    service | coalesce | sdk | json | aggregate)
       # `service`: coalescing off (each request its own call); `coalesce`: the default
-      # configuration (coalescing on, lean publisher, JSON); `sdk`: the default with the SDK
-      # publisher; `cbor`: the default speaking CBOR; `aggregate`: the default plus KPL
+      # configuration (coalescing on, lean publisher, CBOR); `sdk`: the default with the SDK
+      # publisher; `json`: the default speaking JSON; `aggregate`: the default plus KPL
       # aggregation.
-      coalesce=true aggregate=false publisher=lean protocol=json
+      coalesce=true aggregate=false publisher=lean protocol=cbor
       [ "$t" = service ] && coalesce=false
       [ "$t" = sdk ] && publisher=sdk
-      [ "$t" = cbor ] && protocol=cbor
+      [ "$t" = json ] && protocol=json
       [ "$t" = aggregate ] && aggregate=true
       env APP_ENVIRONMENT=local APP_SERVER__PORT="$port" APP_TELEMETRY__FILTER=warn \
         APP_COALESCE__ENABLED="$coalesce" APP_AGGREGATION__ENABLED="$aggregate" \
@@ -200,7 +200,7 @@ done
 for t in $targets; do
   case $t in
     ceiling) wait_http "${url[$t]}/streams/x/records" 30 POST || die "ceiling did not start" ;;
-    service | coalesce | sdk | cbor | aggregate)
+    service | coalesce | sdk | json | aggregate)
       wait_http "${url[$t]}/health/ready" 60 || die "$t not ready in 60 s (see $out/$t.log)" ;;
     python) wait_http "${url[$t]}/health" 60 || die "python peer did not start (see $out/python.log)" ;;
   esac
@@ -263,8 +263,8 @@ for rep in $(seq 1 "$repeat"); do
       if [ "$t" = aggregate ] && { [ "$s" = a ] || [ "$s" = c ]; }; then continue; fi
       # e compares the service with and without coalescing for a lone client, nothing else.
       if [ "$s" = e ] && [ "$t" != service ] && [ "$t" != coalesce ]; then continue; fi
-      # sdk and cbor are compared with the default on a, b and c; d and e add nothing to that.
-      if { [ "$t" = sdk ] || [ "$t" = cbor ]; } && { [ "$s" = d ] || [ "$s" = e ]; }; then
+      # sdk and json are compared with the default on a, b and c; d and e add nothing to that.
+      if { [ "$t" = sdk ] || [ "$t" = json ]; } && { [ "$s" = d ] || [ "$s" = e ]; }; then
         continue
       fi
       if [ "$rep" = 1 ] && [ "$warmup" -gt 0 ]; then
@@ -297,7 +297,7 @@ vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo
   echo "\"nproc\": $(nproc),"
   echo "\"cpu\": \"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)\","
   echo "\"mem_total_kb\": $(awk '/MemTotal/ {print $2}' /proc/meminfo),"
-  for t in service coalesce sdk cbor aggregate; do
+  for t in service coalesce sdk json aggregate; do
     [ -n "${tpid[$t]:-}" ] || continue
     p=${tpid[$t]}
     echo "\"${t}_vmhwm_kb\": $(vm "$p" VmHWM), \"${t}_vmrss_kb\": $(vm "$p" VmRSS),"
@@ -315,7 +315,7 @@ vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo
 # After the memory readings: the service targets are stopped first, so the two cores are the
 # example's and the fake's.
 if [ "${BENCH_PUBLISHER:-1}" = 1 ]; then
-  for t in service coalesce sdk cbor aggregate; do
+  for t in service coalesce sdk json aggregate; do
     [ -n "${tpid[$t]:-}" ] && kill -TERM "${tpid[$t]}" 2>/dev/null || true
   done
   sleep 1
