@@ -19,7 +19,7 @@ pub use sdk::SdkPublisher;
 
 use async_trait::async_trait;
 
-use crate::domain::{PutRecordOutcome, PutRecordsOutcome, Record, StreamName};
+use crate::domain::{EntryOutcome, PutRecordOutcome, PutRecordsOutcome, Record, StreamName};
 
 /// Writes records to Kinesis. Object-safe so the application state can hold `Arc<dyn …>` and tests
 /// can put a fake behind it.
@@ -50,6 +50,61 @@ pub trait KinesisPublisher: Send + Sync + std::fmt::Debug + 'static {
             detail: format!("this publisher cannot list the shards of {stream}"),
         })
     }
+}
+
+/// One entry of a PutRecords answer, as either publisher reads it off the wire.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct AnswerEntry {
+    #[serde(rename = "SequenceNumber")]
+    pub(crate) sequence_number: Option<String>,
+    #[serde(rename = "ShardId")]
+    pub(crate) shard_id: Option<String>,
+    #[serde(rename = "ErrorCode")]
+    pub(crate) error_code: Option<String>,
+    #[serde(rename = "ErrorMessage")]
+    pub(crate) error_message: Option<String>,
+}
+
+/// A PutRecords answer's entries as the service's outcome, the same for both publishers: an entry
+/// is written only with a shard and a sequence number and no error code; one entry per record
+/// sent, or the answer is unusable; failures counted here rather than read from
+/// `FailedRecordCount` (emulators have been seen to get it wrong, EMULATOR.md, and callers rely on
+/// it matching the entries).
+pub(crate) fn put_records_outcome(
+    entries: Vec<AnswerEntry>,
+    sent: usize,
+    encryption_type: Option<String>,
+    request_id: Option<String>,
+) -> Result<PutRecordsOutcome, PublishError> {
+    if entries.len() != sent {
+        return Err(PublishError::Upstream {
+            detail: format!(
+                "PutRecords answered {} entries for {sent} records",
+                entries.len()
+            ),
+        });
+    }
+    let records: Vec<EntryOutcome> = entries
+        .into_iter()
+        .map(|e| match (e.error_code, e.shard_id, e.sequence_number) {
+            (None, Some(shard_id), Some(sequence_number)) => EntryOutcome::Written {
+                shard_id,
+                sequence_number,
+                sub_sequence_number: None,
+            },
+            (code, _, _) => EntryOutcome::Failed {
+                error_code: code.unwrap_or_else(|| codes::INTERNAL_FAILURE.to_owned()),
+                error_message: e.error_message.unwrap_or_default(),
+            },
+        })
+        .collect();
+    let failed_record_count = records.iter().filter(|e| !e.is_written()).count();
+    Ok(PutRecordsOutcome {
+        failed_record_count,
+        records,
+        encryption_type,
+        request_id,
+    })
 }
 
 /// One open shard: its id and the hash keys it owns, `start..=end`.

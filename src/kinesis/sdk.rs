@@ -11,9 +11,12 @@ use aws_sdk_kinesis::types::{EncryptionType, PutRecordsRequestEntry};
 
 use aws_sdk_kinesis::config::{ProvideCredentials, SharedCredentialsProvider};
 
-use super::{KinesisPublisher, NotReady, NotReadyCause, ProbeResult, PublishError, ShardRange};
+use super::{
+    AnswerEntry, KinesisPublisher, NotReady, NotReadyCause, ProbeResult, PublishError, ShardRange,
+    put_records_outcome,
+};
 use crate::config::AllowedStream;
-use crate::domain::{EntryOutcome, PutRecordOutcome, PutRecordsOutcome, Record, StreamName};
+use crate::domain::{PutRecordOutcome, PutRecordsOutcome, Record, StreamName};
 
 /// The production publisher. Cloning is cheap: the SDK clients are `Arc`s inside.
 #[derive(Debug, Clone)]
@@ -159,42 +162,17 @@ impl KinesisPublisher for SdkPublisher {
             .map_err(|e| PublishError::from_sdk(&e).about(stream.as_str()))?;
         let request_id = out.request_id().map(str::to_owned);
         let encryption_type = encryption(out.encryption_type());
-        let results: Vec<EntryOutcome> = out
+        let entries = out
             .records
             .into_iter()
-            .map(|e| match (e.error_code, e.shard_id, e.sequence_number) {
-                (None, Some(shard_id), Some(sequence_number)) => EntryOutcome::Written {
-                    shard_id,
-                    sequence_number,
-                    sub_sequence_number: None,
-                },
-                (code, _, _) => EntryOutcome::Failed {
-                    error_code: code.unwrap_or_else(|| "InternalFailure".to_owned()),
-                    error_message: e.error_message.unwrap_or_default(),
-                },
+            .map(|e| AnswerEntry {
+                sequence_number: e.sequence_number,
+                shard_id: e.shard_id,
+                error_code: e.error_code,
+                error_message: e.error_message,
             })
             .collect();
-        if results.len() != records.len() {
-            return Err(PublishError::Upstream {
-                detail: format!(
-                    "PutRecords answered {} entries for {} records",
-                    results.len(),
-                    records.len()
-                ),
-            });
-        }
-        // Count failures ourselves rather than trusting FailedRecordCount: emulators have been seen
-        // to get it wrong (EMULATOR.md, LocalStack), and callers rely on it matching the entries.
-        let failed_record_count = results
-            .iter()
-            .filter(|e| matches!(e, EntryOutcome::Failed { .. }))
-            .count();
-        Ok(PutRecordsOutcome {
-            failed_record_count,
-            records: results,
-            encryption_type,
-            request_id,
-        })
+        put_records_outcome(entries, records.len(), encryption_type, request_id)
     }
 
     /// ListShards, every page, open shards only (a closed parent of a resharded stream owns no

@@ -41,10 +41,11 @@ use sha2::{Digest, Sha256};
 use self::credentials::CredentialCache;
 use self::sigv4::Signer;
 use super::{
-    KinesisPublisher, ProbeResult, PublishError, SdkPublisher, ShardRange, codes::INTERNAL_FAILURE,
+    AnswerEntry, KinesisPublisher, ProbeResult, PublishError, SdkPublisher, ShardRange,
+    put_records_outcome,
 };
 use crate::config::{AllowedStream, WireProtocol};
-use crate::domain::{EntryOutcome, PutRecordOutcome, PutRecordsOutcome, Record, StreamName};
+use crate::domain::{PutRecordOutcome, PutRecordsOutcome, Record, StreamName};
 
 const AMZ_JSON: &str = "application/x-amz-json-1.1";
 const AMZ_CBOR: &str = "application/x-amz-cbor-1.1";
@@ -595,21 +596,9 @@ struct PutRecordOut {
 #[derive(Deserialize)]
 struct PutRecordsOut {
     #[serde(rename = "Records")]
-    records: Vec<EntryOut>,
+    records: Vec<AnswerEntry>,
     #[serde(rename = "EncryptionType")]
     encryption_type: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct EntryOut {
-    #[serde(rename = "SequenceNumber")]
-    sequence_number: Option<String>,
-    #[serde(rename = "ShardId")]
-    shard_id: Option<String>,
-    #[serde(rename = "ErrorCode")]
-    error_code: Option<String>,
-    #[serde(rename = "ErrorMessage")]
-    error_message: Option<String>,
 }
 
 #[async_trait]
@@ -641,41 +630,12 @@ impl KinesisPublisher for LeanPublisher {
         let body = put_records_body(self.protocol, (addressed_by, address), records);
         let answer = self.call(endpoint, PUT_RECORDS, body).await?;
         let out: PutRecordsOut = answer.success(stream.as_str())?;
-        if out.records.len() != records.len() {
-            return Err(PublishError::Upstream {
-                detail: format!(
-                    "PutRecords answered {} entries for {} records",
-                    out.records.len(),
-                    records.len()
-                ),
-            });
-        }
-        let results: Vec<EntryOutcome> = out
-            .records
-            .into_iter()
-            .map(|e| match (e.error_code, e.shard_id, e.sequence_number) {
-                (None, Some(shard_id), Some(sequence_number)) => EntryOutcome::Written {
-                    shard_id,
-                    sequence_number,
-                    sub_sequence_number: None,
-                },
-                (code, _, _) => EntryOutcome::Failed {
-                    error_code: code.unwrap_or_else(|| INTERNAL_FAILURE.to_owned()),
-                    error_message: e.error_message.unwrap_or_default(),
-                },
-            })
-            .collect();
-        // Counted here, not read from FailedRecordCount, as on the SDK path.
-        let failed_record_count = results
-            .iter()
-            .filter(|e| matches!(e, EntryOutcome::Failed { .. }))
-            .count();
-        Ok(PutRecordsOutcome {
-            failed_record_count,
-            records: results,
-            encryption_type: out.encryption_type,
-            request_id: answer.request_id,
-        })
+        put_records_outcome(
+            out.records,
+            records.len(),
+            out.encryption_type,
+            answer.request_id,
+        )
     }
 
     async fn probe(&self) -> ProbeResult {
