@@ -179,10 +179,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 
 /// Lowercase hex SHA-256 of `key`: what goes into `auth.keys[].sha256`.
 pub fn key_digest_hex(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    format!("{:x}", Sha256::digest(key.as_bytes()))
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use self::credentials::CredentialCache;
-use self::sigv4::Signer;
+use self::sigv4::{Sha256Digest, Signer};
 use super::{
     AnswerEntry, KinesisPublisher, ProbeResult, PublishError, SdkPublisher, ShardRange,
     put_records_outcome,
@@ -294,7 +294,7 @@ fn endpoint_url(config: &SdkConfig) -> Option<String> {
 /// A request body and its SHA-256, computed as it was written.
 struct SignedBody {
     bytes: Vec<u8>,
-    sha256: Vec<u8>,
+    sha256: Sha256Digest,
 }
 
 /// Writes JSON into a buffer and into the payload hash in the same pass.
@@ -358,7 +358,7 @@ impl BodyWriter {
     fn finish(self) -> SignedBody {
         SignedBody {
             bytes: self.bytes,
-            sha256: self.hash.finalize().to_vec(),
+            sha256: self.hash.finalize(),
         }
     }
 }
@@ -675,7 +675,7 @@ mod tests {
                 {"Data": "AP8B", "PartitionKey": "\u{e9}", "ExplicitHashKey": "42"},
             ]})
         );
-        assert_eq!(body.sha256, Sha256::digest(&body.bytes).to_vec());
+        assert_eq!(body.sha256, Sha256::digest(&body.bytes));
     }
 
     #[test]
@@ -712,7 +712,7 @@ mod tests {
             ),
         ]);
         assert_eq!(value, want);
-        assert_eq!(body.sha256, Sha256::digest(&body.bytes).to_vec());
+        assert_eq!(body.sha256, Sha256::digest(&body.bytes));
 
         let single = put_record_body(
             WireProtocol::Cbor,

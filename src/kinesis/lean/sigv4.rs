@@ -78,14 +78,8 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// Lower-case hex, as SigV4 writes hashes.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
-}
+/// A SHA-256 digest, as `Sha256::digest` and `finalize` give it (hex via its `LowerHex`).
+pub(crate) type Sha256Digest = sha2::digest::Output<Sha256>;
 
 impl Signer {
     pub(crate) fn new(region: impl Into<String>) -> Self {
@@ -104,7 +98,7 @@ impl Signer {
         host: &str,
         content_type: &str,
         target: &str,
-        payload_sha256: &[u8],
+        payload_sha256: &Sha256Digest,
     ) -> Signature {
         let stamp = Stamp::at(time);
         let token = credentials.session_token();
@@ -124,14 +118,13 @@ impl Signer {
         }
         let _ = write!(
             canonical,
-            "x-amz-target:{target}\n\n{signed_headers}\n{}",
-            hex(payload_sha256)
+            "x-amz-target:{target}\n\n{signed_headers}\n{payload_sha256:x}"
         );
         let scope = format!("{}/{}/{SERVICE}/aws4_request", stamp.date, self.region);
         let string_to_sign = format!(
-            "{ALGORITHM}\n{}\n{scope}\n{}",
+            "{ALGORITHM}\n{}\n{scope}\n{:x}",
             stamp.amz_date,
-            hex(&Sha256::digest(canonical.as_bytes()))
+            Sha256::digest(canonical.as_bytes())
         );
         let key = self.key_for(credentials, &stamp.date, time);
         let signature = aws_sigv4::sign::v4::calculate_signature(&*key, string_to_sign.as_bytes());
