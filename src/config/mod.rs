@@ -85,6 +85,14 @@ pub struct AllowedStream {
     pub region: Option<String>,
 }
 
+impl AllowedStream {
+    /// Reached other than by name in the service's own region (an ARN, another region): the
+    /// publishers prepare such a stream's client or endpoint at start-up.
+    pub fn has_own_target(&self) -> bool {
+        self.arn.is_some() || self.region.is_some()
+    }
+}
+
 #[derive(Deserialize)]
 struct AllowedStreamFields {
     name: String,

@@ -49,10 +49,7 @@ impl SdkPublisher {
     /// its own connection pool and nothing is built per request.
     pub fn with_targets(mut self, config: &SdkConfig, streams: &[AllowedStream]) -> Self {
         let mut regional: HashMap<String, aws_sdk_kinesis::Client> = HashMap::new();
-        for s in streams
-            .iter()
-            .filter(|s| s.arn.is_some() || s.region.is_some())
-        {
+        for s in streams.iter().filter(|s| s.has_own_target()) {
             let client = match &s.region {
                 Some(region) => regional
                     .entry(region.clone())

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
+use super::upstream;
 use crate::kinesis::PublishError;
 
 /// Credentials expiring within this margin are refreshed first (the SDK's identity cache uses
@@ -46,13 +47,13 @@ impl CredentialCache {
             return Ok(c);
         }
         let Some(provider) = &self.provider else {
-            return Err(upstream("no credentials provider is configured"));
+            return Err(upstream("no credentials provider is configured".to_owned()));
         };
         let loaded = tokio::time::timeout(self.load_timeout, provider.provide_credentials())
             .await
-            .map_err(|_| upstream("loading AWS credentials timed out"))?
+            .map_err(|_| upstream("loading AWS credentials timed out".to_owned()))?
             .map_err(|e| {
-                upstream(&format!(
+                upstream(format!(
                     "failed to load AWS credentials: {}",
                     aws_sdk_kinesis::error::DisplayErrorContext(e)
                 ))
@@ -69,12 +70,6 @@ impl CredentialCache {
             Some(expiry) if expiry <= SystemTime::now() + EXPIRY_MARGIN => None,
             _ => Some(c.clone()),
         }
-    }
-}
-
-fn upstream(detail: &str) -> PublishError {
-    PublishError::Upstream {
-        detail: detail.to_owned(),
     }
 }
 

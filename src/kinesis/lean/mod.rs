@@ -4,11 +4,12 @@
 //! Per call the SDK runs its orchestrator: a dozen-odd interceptor hooks, endpoint and identity
 //! resolution, a serialiser that builds the body and a signer that hashes it again in a second
 //! pass and derives the SigV4 key afresh. For the two data-plane calls this service makes, the
-//! request shape is fixed, so this module writes the JSON body while hashing it, signs with a key
-//! kept per day and region (`sigv4`), and sends it through the SDK's own default HTTP connector
-//! (the same hyper pool and rustls set-up). Everything else stays with the SDK: credentials come
-//! from the same aws-config chain, endpoints from the SDK's own endpoint rules (resolved once per
-//! stream at start-up), and ListShards and the readiness probe go through `SdkPublisher`.
+//! request shape is fixed, so this module writes the body (CBOR or JSON, `kinesis.protocol`) while
+//! hashing it, signs with a key kept per day and region (`sigv4`), and sends it through the SDK's
+//! own default HTTP connector (the same hyper pool and rustls set-up). Everything else stays with
+//! the SDK: credentials come from the same aws-config chain, endpoints from the SDK's own endpoint
+//! rules (resolved once per stream at start-up), and ListShards and the readiness probe go through
+//! `SdkPublisher`.
 //!
 //! Errors are classified by the same table (`PublishError::from_code`) as the SDK path's, and a
 //! differential test (tests/api/lean.rs) sends the same requests both ways.
@@ -101,10 +102,7 @@ impl LeanPublisher {
             .ok_or_else(|| anyhow::anyhow!("no AWS region configured"))?;
         let default = Arc::new(Endpoint::resolve(config, &region, None).await?);
         let mut targets = HashMap::new();
-        for s in streams
-            .iter()
-            .filter(|s| s.arn.is_some() || s.region.is_some())
-        {
+        for s in streams.iter().filter(|s| s.has_own_target()) {
             let region = s.region.as_deref().unwrap_or(&region);
             let endpoint = Arc::new(Endpoint::resolve(config, region, s.arn.as_deref()).await?);
             targets.insert(
@@ -579,6 +577,7 @@ fn sanitize_error_code(raw: &str) -> &str {
     raw.rsplit('#').next().unwrap_or(raw)
 }
 
+/// Our own side failed (credentials, building the request): not retried, detail for the log.
 fn upstream(detail: String) -> PublishError {
     PublishError::Upstream { detail }
 }
