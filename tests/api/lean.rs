@@ -11,7 +11,7 @@ use fake_kinesis::{CallError, Plan};
 use kinesis_writer::config::{PublisherKind, Settings, WireProtocol};
 use serde_json::Value;
 
-use crate::helpers::{Landed, TestApp, spawn_app_with, spawn_fake_app};
+use crate::helpers::{Landed, TestApp, blank_run_specific, spawn_app_with, spawn_fake_app};
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 const TEXT: (&str, &str) = ("content-type", "text/plain");
@@ -38,28 +38,12 @@ struct Seen {
     body: Value,
 }
 
-fn blank(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            for (k, v) in map.iter_mut() {
-                if k == "request_id" || k == "SequenceNumber" {
-                    *v = Value::String("…".to_owned());
-                } else {
-                    blank(v);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(blank),
-        _ => {}
-    }
-}
-
 async fn seen(response: reqwest::Response) -> Seen {
     let status = response.status().as_u16();
     let retry_after = response.headers().contains_key("retry-after");
     let text = response.text().await.unwrap();
     let mut body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    blank(&mut body);
+    blank_run_specific(&mut body);
     Seen {
         status,
         retry_after,

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use ciborium::Value;
-use fake_kinesis::{CallError, EntryVerdict, FakeKinesis, Options, Outcome, Plan};
+use fake_kinesis::{CallError, EntryVerdict, FakeKinesis, Options, Outcome, Plan, Received};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -131,6 +131,20 @@ fn as_text(value: &Value) -> &str {
 }
 
 /// What the fake's first sequence numbers are: `4959`, zero padding and the counter, 56 digits.
+/// What the fake wrote, as (stream, partition key, data) per record, in order.
+fn stream_key_data(received: &[Received]) -> Vec<(&str, &str, &[u8])> {
+    received
+        .iter()
+        .map(|r| {
+            (
+                r.stream.as_str(),
+                r.partition_key.as_str(),
+                r.data.as_slice(),
+            )
+        })
+        .collect()
+}
+
 fn seq(n: u64) -> String {
     format!("4959{n:052}")
 }
@@ -220,16 +234,7 @@ async fn json_answers_are_byte_for_byte_unchanged() {
     );
 
     let received = fake.received();
-    let got: Vec<(&str, &str, &[u8])> = received
-        .iter()
-        .map(|r| {
-            (
-                r.stream.as_str(),
-                r.partition_key.as_str(),
-                r.data.as_slice(),
-            )
-        })
-        .collect();
+    let got = stream_key_data(&received);
     assert_eq!(got, [("s", "k", &b"\x00\xff"[..]), ("s", "a", b"ok")]);
 }
 
@@ -290,16 +295,7 @@ async fn cbor_put_records_answers_in_cbor_with_raw_bytes_recorded() {
     assert_eq!(member_names(&records[2]), ["SequenceNumber", "ShardId"]);
 
     let received = fake.received();
-    let got: Vec<(&str, &str, &[u8])> = received
-        .iter()
-        .map(|r| {
-            (
-                r.stream.as_str(),
-                r.partition_key.as_str(),
-                r.data.as_slice(),
-            )
-        })
-        .collect();
+    let got = stream_key_data(&received);
     assert_eq!(
         got,
         [
@@ -375,16 +371,7 @@ async fn cbor_put_record_answers_in_cbor_and_entry_failures_are_cbor_errors() {
     assert_eq!(retried.status, 200);
 
     let received = fake.received();
-    let got: Vec<(&str, &str, &[u8])> = received
-        .iter()
-        .map(|r| {
-            (
-                r.stream.as_str(),
-                r.partition_key.as_str(),
-                r.data.as_slice(),
-            )
-        })
-        .collect();
+    let got = stream_key_data(&received);
     assert_eq!(
         got,
         [
