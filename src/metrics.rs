@@ -39,6 +39,13 @@ pub const AGGREGATION_USER_RECORDS: &str = "kinesis_aggregation_user_records";
 pub const AGGREGATION_BYTES: &str = "kinesis_aggregation_bytes";
 /// KPL aggregation: requests whose records went out plain for want of a shard map.
 pub const AGGREGATION_PLAIN_FALLBACK: &str = "kinesis_aggregation_plain_fallback_total";
+/// KPL aggregation: aggregates that landed on another shard than the shard map predicted.
+pub const AGGREGATION_MISPREDICTED: &str = "kinesis_aggregation_mispredicted_total";
+/// KPL aggregation: user records sent again because their aggregate landed on a shard whose range
+/// does not hold them all (a KCL consumer would drop that aggregate).
+pub const AGGREGATION_RESENT_RECORDS: &str = "kinesis_aggregation_resent_records_total";
+/// KPL aggregation: ListShards calls made to (re)build a stream's shard map.
+pub const AGGREGATION_SHARD_MAP_REFRESHES: &str = "kinesis_aggregation_shard_map_refreshes_total";
 
 /// Latency buckets in seconds, from a fast PutRecord to the retry deadline.
 const BUCKETS: [f64; 14] = [

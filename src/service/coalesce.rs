@@ -429,24 +429,37 @@ async fn send_batch(ctx: LaneCtx, batch: Batch, _permit: OwnedSemaphorePermit) {
 /// The batch's records to Kinesis: aggregated by shard when the stream aggregates (each request
 /// still gets its own records' outcomes, expanded from the aggregates that hold them).
 async fn send_records(ctx: &LaneCtx, records: &[Record], started: Instant) -> delivery::Chunk {
-    let plan = ctx
+    let send = |records: Vec<Record>| async move {
+        delivery::send_chunk(
+            ctx.publisher.as_ref(),
+            &ctx.stream,
+            &records,
+            &ctx.policy,
+            started,
+        )
+        .await
+    };
+    match ctx
         .shard_maps
         .plan(&ctx.stream, ctx.aggregation, records)
-        .await;
-    let to_send = plan.as_ref().map_or(records, |plan| &plan.records[..]);
-    let mut chunk = delivery::send_chunk(
-        ctx.publisher.as_ref(),
-        &ctx.stream,
-        to_send,
-        &ctx.policy,
-        started,
-    )
-    .await;
-    if let Some(plan) = &plan {
-        let results = std::mem::take(&mut chunk.results);
-        chunk.results = plan.expand(results, &ctx.shard_maps, &ctx.stream);
+        .await
+    {
+        Some(plan) => {
+            ctx.shard_maps
+                .deliver(&ctx.stream, ctx.aggregation, records, plan, send)
+                .await
+        }
+        None => {
+            delivery::send_chunk(
+                ctx.publisher.as_ref(),
+                &ctx.stream,
+                records,
+                &ctx.policy,
+                started,
+            )
+            .await
+        }
     }
-    chunk
 }
 
 #[cfg(test)]

@@ -149,28 +149,46 @@ impl IngestService {
                         .await?;
                     return Ok(WriteOutcome::Batch(outcome));
                 }
-                let plan = self.shard_maps.plan(stream, aggregation, &records).await;
-                let (to_send, split) = match &plan {
-                    // Aggregates carry a little framing on top of their records: let them split
-                    // into more calls rather than refuse what the limits already accepted.
-                    Some(plan) => (
-                        &plan.records[..],
-                        SplitPolicy {
+                let outcome = match self.shard_maps.plan(stream, aggregation, &records).await {
+                    None => {
+                        delivery::put_records(
+                            publisher,
+                            stream,
+                            &records,
+                            &policy,
+                            &split_policy,
+                            &limits,
+                            started,
+                        )
+                        .await
+                    }
+                    Some(plan) => {
+                        // Aggregates carry a little framing on top of their records: let them
+                        // split into more calls rather than refuse what the limits accepted.
+                        let split = SplitPolicy {
                             enabled: true,
                             ..split_policy
-                        },
-                    ),
-                    None => (&records[..], split_policy),
-                };
-                let mut outcome = delivery::put_records(
-                    publisher, stream, to_send, &policy, &split, &limits, started,
-                )
-                .await?;
-                if let Some(plan) = &plan {
-                    outcome.records = plan.expand(outcome.records, &self.shard_maps, stream);
-                    outcome.failed_record_count =
-                        outcome.records.iter().filter(|e| !e.is_written()).count();
-                }
+                        };
+                        let send = |to_send: Vec<Record>| {
+                            let (policy, split, limits) = (&policy, &split, &limits);
+                            async move {
+                                delivery::put_records(
+                                    publisher, stream, &to_send, policy, split, limits, started,
+                                )
+                                .await
+                            }
+                        };
+                        let mut outcome = self
+                            .shard_maps
+                            .deliver(stream, aggregation, &records, plan, send)
+                            .await;
+                        if let Ok(o) = &mut outcome {
+                            o.failed_record_count =
+                                o.records.iter().filter(|e| !e.is_written()).count();
+                        }
+                        outcome
+                    }
+                }?;
                 Ok(WriteOutcome::Batch(outcome))
             }
         }
