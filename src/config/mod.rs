@@ -173,20 +173,24 @@ pub struct KinesisSettings {
     /// Which client sends PutRecord/PutRecords (`lean` or `sdk`).
     #[serde(default)]
     pub publisher: PublisherKind,
-    /// The lean publisher's wire protocol (`json` or `cbor`); the SDK always speaks JSON.
+    /// The lean publisher's wire protocol (`auto`, `json` or `cbor`); the SDK always speaks JSON.
     #[serde(default)]
     pub protocol: WireProtocol,
 }
 
-/// How the lean publisher encodes PutRecord/PutRecords. Kinesis accepts both.
+/// How the lean publisher encodes PutRecord/PutRecords. Kinesis accepts both; some
+/// Kinesis-compatible endpoints (moto's server) read only JSON.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WireProtocol {
+    /// CBOR where the endpoint reads it, else JSON: found out once per endpoint with one cheap
+    /// call, and logged (src/kinesis/lean/protocol.rs).
+    #[default]
+    Auto,
     /// `application/x-amz-json-1.1`, record data in base64 (what the AWS SDK for Rust sends).
     Json,
     /// `application/x-amz-cbor-1.1`, record data as raw bytes (the Java SDK's and the KPL's
     /// default for Kinesis): 28% less CPU per 100 KiB record than JSON in the bench.
-    #[default]
     Cbor,
 }
 

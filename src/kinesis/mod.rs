@@ -142,6 +142,8 @@ pub enum NotReadyCause {
     Unreachable,
     /// No answer within the configured timeouts.
     TimedOut,
+    /// The endpoint answers, but does not read the wire protocol writes are sent in.
+    WrongProtocol,
     /// Anything else (the detail is in the log).
     Other,
 }
@@ -154,6 +156,10 @@ impl NotReadyCause {
             Self::NoCredentials => "no AWS credentials found",
             Self::Unreachable => "the Kinesis endpoint cannot be reached",
             Self::TimedOut => "the Kinesis endpoint does not answer in time",
+            Self::WrongProtocol => {
+                "the Kinesis endpoint does not read the configured wire protocol \
+                 (kinesis.protocol: set it to auto)"
+            }
             Self::Other => "Kinesis cannot be called; the cause is in the service's log",
         }
     }

@@ -14,7 +14,7 @@ use kinesis_writer::kinesis::kpl;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Landed, OpenShard, TestApp, spawn_app_on, spawn_app_with_shards, spawn_fake_app,
+    Landed, OpenShard, TestApp, pinned_venv, spawn_app_on, spawn_app_with_shards, spawn_fake_app,
 };
 
 const JSON: (&str, &str) = ("content-type", "application/json");
@@ -31,29 +31,10 @@ fn shard_of(shards: &[OpenShard], hash: u128) -> String {
         .expect("the open shards cover the hash-key range")
 }
 
-/// The reference package's virtual environment, created on first use from its pinned
-/// requirements (as the emulator is installed by the harness).
+/// The reference package's virtual environment (tools/kpl-reference), created on first use.
 fn reference_python() -> &'static PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/kpl-reference");
-        let python = dir.join(".venv/bin/python");
-        if !python.exists() {
-            let venv = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(dir.join(".venv"))
-                .status()
-                .expect("python3 is needed for the reference de-aggregator");
-            assert!(venv.success());
-            let pip = Command::new(dir.join(".venv/bin/pip"))
-                .args(["install", "-q", "--disable-pip-version-check", "-r"])
-                .arg(dir.join("requirements.txt"))
-                .status()
-                .unwrap();
-            assert!(pip.success(), "pip install of tools/kpl-reference failed");
-        }
-        python
-    })
+    PYTHON.get_or_init(|| pinned_venv("tools/kpl-reference").join("bin/python"))
 }
 
 /// De-aggregates with aws-kinesis-agg: the user records of each raw record, with its shard.
@@ -288,9 +269,11 @@ async fn kcl_view(app: &TestApp) -> Vec<(String, String)> {
                     shard.start <= hash && hash <= shard.end
                 });
                 if inside {
-                    seen.extend(users.into_iter().map(|u| {
-                        (u.partition_key, String::from_utf8(u.data.to_vec()).unwrap())
-                    }));
+                    seen.extend(
+                        users.into_iter().map(|u| {
+                            (u.partition_key, String::from_utf8(u.data.to_vec()).unwrap())
+                        }),
+                    );
                 }
             }
         }
@@ -336,10 +319,11 @@ async fn write_and_check_answers(
     } else {
         vec![envelopes(tag, n, n)]
     };
-    let answers = futures_util::future::join_all(requests.iter().map(|(body, _)| {
-        app.post("envelope=true&record_per_entry=true", &[JSON], body.clone())
-    }))
-    .await;
+    let answers =
+        futures_util::future::join_all(requests.iter().map(|(body, _)| {
+            app.post("envelope=true&record_per_entry=true", &[JSON], body.clone())
+        }))
+        .await;
     let mut sent = Vec::new();
     for (response, (_, records)) in answers.into_iter().zip(requests) {
         assert_eq!(response.status(), 200);
@@ -559,7 +543,11 @@ async fn a_listing_that_keeps_disagreeing_costs_one_list_shards_a_second_and_los
     while started.elapsed() < std::time::Duration::from_millis(2_500) {
         let batch = futures_util::future::join_all((0..8).map(|r| {
             let body = json!([format!("a{requests}-{r}"), format!("b{requests}-{r}")]);
-            app.post("record_per_entry=true&partition_key=k", &[JSON], body.to_string())
+            app.post(
+                "record_per_entry=true&partition_key=k",
+                &[JSON],
+                body.to_string(),
+            )
         }))
         .await;
         for response in batch {

@@ -73,43 +73,33 @@ impl Emulator {
         let log = std::env::temp_dir().join(format!("kinesis-writer-emulator-{port}.log"));
         let node_pid_file =
             std::env::temp_dir().join(format!("kinesis-writer-emulator-{port}.pid"));
-        // A bash watchdog owns the emulator: when this test process is gone (however it ends), it
-        // SIGKILLs node, so no emulator outlives the tests.
-        let script = format!(
-            "node '{}' & child=$!; echo $child > '{}'; trap 'kill -KILL $child 2>/dev/null' EXIT; \
-             while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.3; done",
-            main_js.display(),
-            node_pid_file.display(),
-            std::process::id()
-        );
         let init: Vec<String> = streams.iter().map(|s| format!("{s}:1")).collect();
-        let mut cmd = Command::new("bash");
-        cmd.arg("-c")
-            .arg(script)
-            .env(
+        let mut env = vec![
+            (
                 "KINESIS_MOCK_CERT_PATH",
-                dir.join("node_modules/kinesis-local/server.json"),
-            )
-            .env("KINESIS_MOCK_PLAIN_PORT", port.to_string())
-            .env("KINESIS_MOCK_TLS_PORT", tls_port.to_string())
-            .env("CREATE_STREAM_DURATION", "0ms")
+                dir.join("node_modules/kinesis-local/server.json")
+                    .display()
+                    .to_string(),
+            ),
+            ("KINESIS_MOCK_PLAIN_PORT", port.to_string()),
+            ("KINESIS_MOCK_TLS_PORT", tls_port.to_string()),
+            ("CREATE_STREAM_DURATION", "0ms".to_owned()),
             // kinesis-mock allows 50 open shards per account by default; the suite creates a
             // fresh stream per test (some with 4 shards), so raise it rather than share streams.
-            .env("SHARD_LIMIT", "100000")
-            .env("LOG_LEVEL", "WARN")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::inherit());
+            ("SHARD_LIMIT", "100000".to_owned()),
+            ("LOG_LEVEL", "WARN".to_owned()),
+        ];
         if !init.is_empty() {
-            cmd.env("INITIALIZE_STREAMS", init.join(","));
+            env.push(("INITIALIZE_STREAMS", init.join(",")));
         }
-        #[expect(
-            clippy::zombie_processes,
-            reason = "the watchdog is reaped by init once it exits; it outlives no test process"
-        )]
-        cmd.spawn().expect("failed to start the emulator");
+        spawn_watched(
+            &format!("node '{}'", main_js.display()),
+            &env,
+            &node_pid_file,
+            &log,
+        );
         let start = Instant::now();
-        while !emulator_answers(port) {
+        while !kinesis_answers(port) {
             assert!(
                 start.elapsed() < Duration::from_secs(60),
                 "the emulator did not answer on port {port} within 60 s; log: {}",
@@ -135,7 +125,7 @@ impl Emulator {
             .args(["-KILL", pid.trim()])
             .status()
             .unwrap();
-        while emulator_answers(self.port) {
+        while kinesis_answers(self.port) {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -151,8 +141,66 @@ impl Emulator {
     }
 }
 
-/// A blocking ListStreams with a dummy SigV4 header: the emulator checks only that one is there.
-fn emulator_answers(port: u16) -> bool {
+/// Starts `command` (a shell command line) with `env`, its output (both streams) in `log`, its pid
+/// written to `pid_file`, under a bash watchdog that SIGKILLs it when this test process is gone
+/// (however it ends), so no server outlives the tests.
+pub(crate) fn spawn_watched(command: &str, env: &[(&str, String)], pid_file: &Path, log: &Path) {
+    let script = format!(
+        "{command} & child=$!; echo $child > '{}'; trap 'kill -KILL $child 2>/dev/null' EXIT; \
+         while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.3; done",
+        pid_file.display(),
+        std::process::id()
+    );
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(script)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(std::fs::File::options().append(true).open(log).unwrap());
+    #[expect(
+        clippy::zombie_processes,
+        reason = "the watchdog is reaped by init once it exits; it outlives no test process"
+    )]
+    cmd.spawn().expect("failed to start a server for the tests");
+}
+
+/// The virtual environment of a Python tool under `tool` (e.g. `tools/moto`), created from its
+/// pinned `requirements.txt` on first use, as the emulator is installed by the harness. A marker
+/// written after pip succeeds, so a half-finished install is redone rather than used. Callers
+/// keep the answer in a `OnceLock` of their own, so one test process installs each tool once.
+pub(crate) fn pinned_venv(tool: &str) -> PathBuf {
+    let dir = repo_root().join(tool);
+    let venv = dir.join(".venv");
+    let marker = venv.join(".installed");
+    if !marker.exists() {
+        let created = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 is needed for the Python tools of the tests");
+        assert!(
+            created.success(),
+            "python3 -m venv {} failed",
+            venv.display()
+        );
+        let pip = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check", "-r"])
+            .arg(dir.join("requirements.txt"))
+            .status()
+            .unwrap();
+        assert!(
+            pip.success(),
+            "pip install of {tool}/requirements.txt failed"
+        );
+        std::fs::write(&marker, b"").unwrap();
+    }
+    venv
+}
+
+/// A blocking ListStreams with a dummy SigV4 header (neither the emulator nor moto checks more
+/// than that one is there): whether a Kinesis stand-in answers on `port`.
+pub(crate) fn kinesis_answers(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };

@@ -12,6 +12,7 @@ mod health;
 mod helpers;
 mod lean;
 mod limits;
+mod moto;
 mod openapi;
 mod outage;
 mod production;

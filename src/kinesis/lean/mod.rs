@@ -15,6 +15,7 @@
 //! differential test (tests/api/lean.rs) sends the same requests both ways.
 
 mod credentials;
+mod protocol;
 mod sigv4;
 
 use std::collections::HashMap;
@@ -40,16 +41,15 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use self::credentials::CredentialCache;
+use self::protocol::{Detected, Negotiated, Wire};
 use self::sigv4::{Sha256Digest, Signer};
 use super::{
-    AnswerEntry, KinesisPublisher, ProbeResult, PublishError, SdkPublisher, ShardRange,
-    put_records_outcome,
+    AnswerEntry, KinesisPublisher, NotReady, NotReadyCause, ProbeResult, PublishError,
+    SdkPublisher, ShardRange, put_records_outcome,
 };
 use crate::config::{AllowedStream, WireProtocol};
 use crate::domain::{PutRecordOutcome, PutRecordsOutcome, Record, StreamName};
 
-const AMZ_JSON: &str = "application/x-amz-json-1.1";
-const AMZ_CBOR: &str = "application/x-amz-cbor-1.1";
 const PUT_RECORD: &str = "Kinesis_20131202.PutRecord";
 const PUT_RECORDS: &str = "Kinesis_20131202.PutRecords";
 const USER_AGENT: &str = concat!("kinesis-writer/", env!("CARGO_PKG_VERSION"), " lean");
@@ -65,9 +65,6 @@ pub struct LeanPublisher {
     targets: HashMap<String, Target>,
     /// Bound on one call, the answer's body included (the SDK's attempt timeout).
     timeout: Duration,
-    /// JSON (`awsJson1_1`, what the SDK speaks) or CBOR (what the Java SDK and the KPL speak to
-    /// Kinesis): record data as raw bytes instead of base64, a quarter fewer bytes to hash and send.
-    protocol: WireProtocol,
     control: SdkPublisher,
 }
 
@@ -78,6 +75,10 @@ struct Endpoint {
     /// The `host` header, as signed: the URI's authority.
     host: String,
     signer: Signer,
+    /// JSON (`awsJson1_1`, what the SDK speaks) or CBOR (what the Java SDK and the KPL speak to
+    /// Kinesis: record data as raw bytes instead of base64, a quarter fewer bytes to hash and
+    /// send), as configured or as found out (`protocol`).
+    protocol: Negotiated,
 }
 
 #[derive(Debug)]
@@ -100,11 +101,12 @@ impl LeanPublisher {
             .region()
             .map(|r| r.as_ref().to_owned())
             .ok_or_else(|| anyhow::anyhow!("no AWS region configured"))?;
-        let default = Arc::new(Endpoint::resolve(config, &region, None).await?);
+        let default = Arc::new(Endpoint::resolve(config, &region, None, protocol).await?);
         let mut targets = HashMap::new();
         for s in streams.iter().filter(|s| s.has_own_target()) {
             let region = s.region.as_deref().unwrap_or(&region);
-            let endpoint = Arc::new(Endpoint::resolve(config, region, s.arn.as_deref()).await?);
+            let endpoint =
+                Arc::new(Endpoint::resolve(config, region, s.arn.as_deref(), protocol).await?);
             targets.insert(
                 s.name.clone(),
                 Target {
@@ -138,7 +140,6 @@ impl LeanPublisher {
             default,
             targets,
             timeout,
-            protocol,
             control,
         })
     }
@@ -156,18 +157,47 @@ impl LeanPublisher {
         }
     }
 
+    /// The protocol to speak to `endpoint`: configured, or found out (once) by asking it.
+    async fn wire(&self, endpoint: &Endpoint) -> Result<Wire, PublishError> {
+        endpoint
+            .protocol
+            .resolve(&endpoint.uri, || self.detect(endpoint))
+            .await
+    }
+
+    /// Asks `endpoint` in CBOR, then, unless it answered in CBOR, in JSON (`protocol`).
+    async fn detect(&self, endpoint: &Endpoint) -> Result<Detected, PublishError> {
+        let cbor = self.list_streams(endpoint, Wire::Cbor).await?;
+        if Wire::Cbor.understood(&cbor) {
+            return Ok(Detected::Speaks(Wire::Cbor));
+        }
+        let json = self.list_streams(endpoint, Wire::Json).await?;
+        if Wire::Json.understood(&json) {
+            return Ok(Detected::Speaks(Wire::Json));
+        }
+        Ok(Detected::Neither(format!(
+            "{}; {}",
+            Wire::Cbor.not_understood(&cbor),
+            Wire::Json.not_understood(&json)
+        )))
+    }
+
+    async fn list_streams(&self, endpoint: &Endpoint, wire: Wire) -> Result<Answer, PublishError> {
+        let body = wire.list_streams_body();
+        self.call(endpoint, wire, protocol::LIST_STREAMS, body)
+            .await
+    }
+
     /// Signs and sends one call; answers the status, request id and body of Kinesis' answer.
     async fn call(
         &self,
         endpoint: &Endpoint,
+        wire: Wire,
         target: &str,
         body: SignedBody,
     ) -> Result<Answer, PublishError> {
         let credentials = self.credentials.get().await?;
-        let content_type = match self.protocol {
-            WireProtocol::Json => AMZ_JSON,
-            WireProtocol::Cbor => AMZ_CBOR,
-        };
+        let content_type = wire.content_type();
         let signature = endpoint.signer.sign(
             &credentials,
             SystemTime::now(),
@@ -244,7 +274,12 @@ impl LeanPublisher {
 impl Endpoint {
     /// The SDK's endpoint rules for a data-plane call in `region`, for a stream named by `arn`
     /// or by name.
-    async fn resolve(config: &SdkConfig, region: &str, arn: Option<&str>) -> anyhow::Result<Self> {
+    async fn resolve(
+        config: &SdkConfig,
+        region: &str,
+        arn: Option<&str>,
+        protocol: WireProtocol,
+    ) -> anyhow::Result<Self> {
         let params = Params::builder()
             .region(region)
             .use_fips(config.use_fips().unwrap_or(false))
@@ -266,6 +301,7 @@ impl Endpoint {
             uri,
             host,
             signer: Signer::new(region),
+            protocol: Negotiated::new(protocol),
         })
     }
 }
@@ -422,14 +458,14 @@ fn record_members(record: &Record) -> usize {
 
 /// A PutRecord body: the stream, the record and its `SequenceNumberForOrdering`.
 fn put_record_body(
-    protocol: WireProtocol,
+    protocol: Wire,
     (addressed_by, address): (&str, &str),
     record: &Record,
     ordering: Option<&str>,
 ) -> SignedBody {
     let mut body = BodyWriter::with_capacity(capacity(std::slice::from_ref(record)));
     match protocol {
-        WireProtocol::Json => {
+        Wire::Json => {
             body.raw("{");
             body.member(addressed_by, address);
             body.raw(",");
@@ -440,7 +476,7 @@ fn put_record_body(
             }
             body.raw("}");
         }
-        WireProtocol::Cbor => {
+        Wire::Cbor => {
             body.cbor_head(
                 5,
                 1 + record_members(record) + usize::from(ordering.is_some()),
@@ -459,13 +495,13 @@ fn put_record_body(
 
 /// A PutRecords body: the stream and its records, in order.
 fn put_records_body(
-    protocol: WireProtocol,
+    protocol: Wire,
     (addressed_by, address): (&str, &str),
     records: &[Record],
 ) -> SignedBody {
     let mut body = BodyWriter::with_capacity(capacity(records));
     match protocol {
-        WireProtocol::Json => {
+        Wire::Json => {
             body.raw("{");
             body.member(addressed_by, address);
             body.raw(",\"Records\":[");
@@ -476,7 +512,7 @@ fn put_records_body(
             }
             body.raw("]}");
         }
-        WireProtocol::Cbor => {
+        Wire::Cbor => {
             body.cbor_head(5, 2);
             body.cbor_text(addressed_by);
             body.cbor_text(address);
@@ -609,8 +645,9 @@ impl KinesisPublisher for LeanPublisher {
         ordering: Option<&str>,
     ) -> Result<PutRecordOutcome, PublishError> {
         let (endpoint, addressed_by, address) = self.target(stream);
-        let body = put_record_body(self.protocol, (addressed_by, address), record, ordering);
-        let answer = self.call(endpoint, PUT_RECORD, body).await?;
+        let wire = self.wire(endpoint).await?;
+        let body = put_record_body(wire, (addressed_by, address), record, ordering);
+        let answer = self.call(endpoint, wire, PUT_RECORD, body).await?;
         let out: PutRecordOut = answer.success(stream.as_str())?;
         Ok(PutRecordOutcome {
             request_id: answer.request_id,
@@ -626,8 +663,9 @@ impl KinesisPublisher for LeanPublisher {
         records: &[Record],
     ) -> Result<PutRecordsOutcome, PublishError> {
         let (endpoint, addressed_by, address) = self.target(stream);
-        let body = put_records_body(self.protocol, (addressed_by, address), records);
-        let answer = self.call(endpoint, PUT_RECORDS, body).await?;
+        let wire = self.wire(endpoint).await?;
+        let body = put_records_body(wire, (addressed_by, address), records);
+        let answer = self.call(endpoint, wire, PUT_RECORDS, body).await?;
         let out: PutRecordsOut = answer.success(stream.as_str())?;
         put_records_outcome(
             out.records,
@@ -637,8 +675,38 @@ impl KinesisPublisher for LeanPublisher {
         )
     }
 
+    /// The data path's own exchange (credentials, signing, connector, protocol) on the default
+    /// endpoint: ready only when a write would be read. When the call cannot be made at all, the
+    /// SDK's probe says why (its diagnosis of credentials and reachability is the fuller one).
     async fn probe(&self) -> ProbeResult {
-        self.control.probe().await
+        let endpoint = &self.default;
+        let asked = match self.wire(endpoint).await {
+            Ok(wire) => self
+                .list_streams(endpoint, wire)
+                .await
+                .map(|answer| (wire, answer)),
+            Err(e) => Err(e),
+        };
+        match asked {
+            Ok((wire, answer)) if wire.understood(&answer) => ProbeResult::Answered,
+            Ok((wire, answer)) => ProbeResult::Failed(NotReady {
+                cause: NotReadyCause::WrongProtocol,
+                detail: wire.not_understood(&answer),
+            }),
+            Err(e) => match self.control.probe().await {
+                failed @ ProbeResult::Failed(_) => failed,
+                ProbeResult::Answered => ProbeResult::Failed(NotReady {
+                    cause: if matches!(e, PublishError::Upstream { .. })
+                        && endpoint.protocol.known().is_none()
+                    {
+                        NotReadyCause::WrongProtocol
+                    } else {
+                        NotReadyCause::Other
+                    },
+                    detail: e.to_string(),
+                }),
+            },
+        }
     }
 
     async fn list_shards(&self, stream: &StreamName) -> Result<Vec<ShardRange>, PublishError> {
@@ -665,7 +733,7 @@ mod tests {
             record(b"hello", "k\"1", None),
             record(&[0, 255, 1], "\u{e9}", Some("42")),
         ];
-        let body = put_records_body(WireProtocol::Json, ("StreamName", "s"), &records);
+        let body = put_records_body(Wire::Json, ("StreamName", "s"), &records);
         let json: serde_json::Value = serde_json::from_slice(&body.bytes).unwrap();
         assert_eq!(
             json,
@@ -687,7 +755,7 @@ mod tests {
             record(&[0, 255, 1], "\u{e9}", Some("42")),
             record(&big, "big", None),
         ];
-        let body = put_records_body(WireProtocol::Cbor, ("StreamARN", "arn:s"), &records);
+        let body = put_records_body(Wire::Cbor, ("StreamARN", "arn:s"), &records);
         let value: Value = ciborium::from_reader(&body.bytes[..]).unwrap();
         let entry = |data: &[u8], key: &str, hash: Option<&str>| {
             let mut members = vec![
@@ -713,12 +781,7 @@ mod tests {
         assert_eq!(value, want);
         assert_eq!(body.sha256, Sha256::digest(&body.bytes));
 
-        let single = put_record_body(
-            WireProtocol::Cbor,
-            ("StreamName", "s"),
-            &records[0],
-            Some("9"),
-        );
+        let single = put_record_body(Wire::Cbor, ("StreamName", "s"), &records[0], Some("9"));
         let value: Value = ciborium::from_reader(&single.bytes[..]).unwrap();
         assert_eq!(
             value,
