@@ -1,6 +1,7 @@
 //! The `kinesis-writer` binary: parse the command line, load settings, run.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use aws_config::BehaviorVersion;
@@ -30,8 +31,20 @@ CONFIGURATION:
     AWS_ENDPOINT_URL_KINESIS / AWS_ENDPOINT_URL for an emulator.
 ";
 
+/// A failure to start is one line on stderr (the error and its causes, `{:#}`), not a debug dump
+/// with a backtrace: a configuration mistake should read as a sentence.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kinesis-writer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let command = std::env::args().nth(1);
     match command.as_deref() {
         Some("--help" | "-h" | "help") => {

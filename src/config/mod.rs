@@ -14,10 +14,14 @@ use serde::Deserialize;
 mod aggregation;
 mod coalesce;
 mod environment;
+mod per_stream;
 
-pub use aggregation::{AggregationConfig, AggregationSettings, StreamAggregation};
-pub use coalesce::{CoalesceSettings, LaneConfig, StreamCoalesce};
+pub use aggregation::{
+    AggregationConfig, AggregationOverrides, AggregationSettings, StreamAggregation,
+};
+pub use coalesce::{CoalesceOverrides, CoalesceSettings, LaneConfig, StreamCoalesce};
 pub use environment::Env;
+pub use per_stream::PerStream;
 
 use crate::domain::limits::{
     Limits, MAX_AWS_RECORD_SIZE, MAX_AWS_REQUEST_SIZE, MAX_RECORDS_PER_REQUEST,
@@ -75,10 +79,11 @@ pub struct StreamAccessSettings {
 
 /// One writable stream, optionally addressed by ARN and in another region. A bare name is
 /// accepted too (`- clickstream`, or `APP_STREAMS__ALLOWED=clickstream,orders`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(from = "NameOr<AllowedStreamFields>")]
-pub struct AllowedStream {
-    pub name: String,
+pub type AllowedStream = PerStream<StreamTarget>;
+
+/// How an allowed stream is reached, when not by name in the service's own region.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct StreamTarget {
     /// Calls use `StreamARN` when set (AWS recommends it; needed across accounts).
     pub arn: Option<String>,
     /// The stream's region, when it is not the service's own.
@@ -89,33 +94,7 @@ impl AllowedStream {
     /// Reached other than by name in the service's own region (an ARN, another region): the
     /// publishers prepare such a stream's client or endpoint at start-up.
     pub fn has_own_target(&self) -> bool {
-        self.arn.is_some() || self.region.is_some()
-    }
-}
-
-#[derive(Deserialize)]
-struct AllowedStreamFields {
-    name: String,
-    #[serde(default)]
-    arn: Option<String>,
-    #[serde(default)]
-    region: Option<String>,
-}
-
-impl From<NameOr<AllowedStreamFields>> for AllowedStream {
-    fn from(entry: NameOr<AllowedStreamFields>) -> Self {
-        match entry {
-            NameOr::Name(name) => Self {
-                name,
-                arn: None,
-                region: None,
-            },
-            NameOr::Fields(f) => Self {
-                name: f.name,
-                arn: f.arn,
-                region: f.region,
-            },
-        }
+        self.set.arn.is_some() || self.set.region.is_some()
     }
 }
 
@@ -146,8 +125,29 @@ pub struct ApiKeySettings {
     pub id: String,
     /// Lowercase hex SHA-256 of the key (`printf %s "$KEY" | sha256sum`).
     pub sha256: String,
-    /// Streams this key may write; `"*"` means every allowed stream.
+    /// Streams this key may write; `"*"` means every allowed stream. A list, or one string (a
+    /// name, `"*"`, or names separated by commas).
+    #[serde(deserialize_with = "one_or_many")]
     pub streams: Vec<String>,
+}
+
+/// A list of names, also given as one string: `"*"` or `"a, b"` reads as `["*"]` or `["a", "b"]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::Many(names) => names,
+        OneOrMany::One(names) => names
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -216,10 +216,12 @@ pub struct LimitSettings {
     pub streams: Vec<StreamLimitSettings>,
 }
 
+/// One entry of `limits.streams`.
+pub type StreamLimitSettings = PerStream<LimitOverrides>;
+
 /// Size limits for one stream, for streams whose Kinesis max record size was raised.
-#[derive(Debug, Clone, Deserialize)]
-pub struct StreamLimitSettings {
-    pub name: String,
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct LimitOverrides {
     pub max_record_size_bytes: Option<usize>,
     pub max_request_size_bytes: Option<usize>,
 }
@@ -237,10 +239,12 @@ pub struct DeliverySettings {
     pub streams: Vec<StreamDeliverySettings>,
 }
 
+/// One entry of `delivery.streams`.
+pub type StreamDeliverySettings = PerStream<DeliveryOverrides>;
+
 /// Delivery overrides for one stream.
-#[derive(Debug, Clone, Deserialize)]
-pub struct StreamDeliverySettings {
-    pub name: String,
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct DeliveryOverrides {
     pub max_attempts: Option<u32>,
     pub deadline_ms: Option<u64>,
     pub split_batches: Option<bool>,
@@ -363,7 +367,7 @@ impl Settings {
             .with_context(|| format!("Failed to read configuration from {}", config_dir.display()))?
             .try_deserialize()
             .context("Failed to parse configuration")?;
-        env.apply_aws_precedence(&mut settings);
+        env.apply_precedence(&mut settings);
         settings.validate()?;
         Ok(settings)
     }
@@ -383,13 +387,16 @@ impl Settings {
                 l.max_records_per_request
             );
         }
+        per_stream::validate_names("limits.streams", &l.streams)?;
         for s in &l.streams {
-            crate::domain::StreamName::parse(&s.name)
-                .map_err(|e| anyhow::anyhow!("limits.streams: {e}"))?;
             check_sizes(
                 &format!("limits.streams[{}]", s.name),
-                s.max_record_size_bytes.unwrap_or(l.max_record_size_bytes),
-                s.max_request_size_bytes.unwrap_or(l.max_request_size_bytes),
+                s.set
+                    .max_record_size_bytes
+                    .unwrap_or(l.max_record_size_bytes),
+                s.set
+                    .max_request_size_bytes
+                    .unwrap_or(l.max_request_size_bytes),
                 l.body_limit_bytes,
             )?;
         }
@@ -397,7 +404,8 @@ impl Settings {
             bail!("kinesis.max_attempts must be at least 1");
         }
         let d = &self.delivery;
-        if d.max_attempts == 0 || d.streams.iter().any(|s| s.max_attempts == Some(0)) {
+        per_stream::validate_names("delivery.streams", &d.streams)?;
+        if d.max_attempts == 0 || d.streams.iter().any(|s| s.set.max_attempts == Some(0)) {
             bail!("delivery.max_attempts must be at least 1");
         }
         if d.split_concurrency == 0 {
@@ -420,10 +428,7 @@ impl Settings {
                 bail!("server.{name} must be at least 1");
             }
         }
-        for s in &self.streams.allowed {
-            crate::domain::StreamName::parse(&s.name)
-                .map_err(|e| anyhow::anyhow!("streams.allowed: {e}"))?;
-        }
+        per_stream::validate_names("streams.allowed", &self.streams.allowed)?;
         for k in self.auth.all_keys()? {
             if k.sha256.len() != 64 || !k.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 bail!(
@@ -440,7 +445,7 @@ impl Settings {
     /// The limits in force for `stream`: the global ones with the stream's overrides applied.
     pub fn limits_for(&self, stream: &str) -> Limits {
         let l = &self.limits;
-        let o = l.streams.iter().find(|s| s.name == stream);
+        let o = per_stream::find(&l.streams, stream);
         Limits {
             max_records: l.max_records_per_request,
             max_record_size: o
@@ -457,7 +462,7 @@ impl Settings {
     /// The retry policy in force for `stream`: the global one with the stream's overrides applied.
     pub fn retry_policy_for(&self, stream: &str) -> RetryPolicy {
         let d = &self.delivery;
-        let o = d.streams.iter().find(|s| s.name == stream);
+        let o = per_stream::find(&d.streams, stream);
         RetryPolicy {
             max_attempts: o.and_then(|o| o.max_attempts).unwrap_or(d.max_attempts),
             deadline: Duration::from_millis(o.and_then(|o| o.deadline_ms).unwrap_or(d.deadline_ms)),
@@ -469,7 +474,7 @@ impl Settings {
     /// Whether `stream`'s oversized batches are split, by default (a request may choose).
     pub fn split_for(&self, stream: &str) -> SplitPolicy {
         let d = &self.delivery;
-        let o = d.streams.iter().find(|s| s.name == stream);
+        let o = per_stream::find(&d.streams, stream);
         SplitPolicy {
             enabled: o.and_then(|o| o.split_batches).unwrap_or(d.split_batches),
             concurrency: d.split_concurrency,
@@ -485,6 +490,50 @@ impl Settings {
     pub fn aggregation_for(&self, stream: &str) -> Option<AggregationConfig> {
         self.aggregation
             .config_for(stream, &self.limits_for(stream))
+    }
+
+    /// The streams some per-stream list names, in order and once each.
+    pub fn listed_streams(&self) -> std::collections::BTreeSet<&str> {
+        let mut all = std::collections::BTreeSet::new();
+        all.extend(self.streams.allowed.iter().map(|e| e.name.as_str()));
+        all.extend(self.limits.streams.iter().map(|e| e.name.as_str()));
+        all.extend(self.delivery.streams.iter().map(|e| e.name.as_str()));
+        all.extend(self.coalesce.streams.iter().map(|e| e.name.as_str()));
+        all.extend(self.aggregation.streams.iter().map(|e| e.name.as_str()));
+        all
+    }
+
+    /// Says once, at start-up, what applies to each listed stream and to every other one, so an
+    /// operator sees which streams coalesce and aggregate without reading the configuration.
+    pub fn log_streams(&self) {
+        let describe = |s: &StreamSettings| {
+            format!(
+                "coalesced: {}, aggregated: {}, max record {} B, max request {} B, {} attempts \
+                 within {} ms, split batches: {}",
+                s.lane.is_some(),
+                s.aggregation.is_some(),
+                s.limits.max_record_size,
+                s.limits.max_request_size,
+                s.retry.max_attempts,
+                s.retry.deadline.as_millis(),
+                s.split.enabled,
+            )
+        };
+        for name in self.listed_streams() {
+            tracing::info!(
+                stream = name,
+                "Stream settings: {}",
+                describe(&self.stream(name))
+            );
+        }
+        // With an allowlist, no other stream is written at all.
+        if self.streams.allow_all {
+            // A name no list mentions (and no valid stream name is empty) gets the defaults.
+            tracing::info!(
+                "Settings of every other stream: {}",
+                describe(&self.stream(""))
+            );
+        }
     }
 
     /// Everything that applies to `stream`.

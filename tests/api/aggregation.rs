@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use base64::Engine as _;
-use kinesis_writer::config::{StreamAggregation, StreamCoalesce};
+use kinesis_writer::config::{AggregationOverrides, StreamAggregation, StreamCoalesce};
 use kinesis_writer::kinesis::kpl;
 use serde_json::{Value, json};
 
@@ -128,7 +128,7 @@ fn assert_affinity(users: &[User], sent: &[(String, String)], shards: &[OpenShar
 #[tokio::test]
 async fn aggregates_unpack_into_exactly_the_records_sent_each_on_its_own_shard() {
     let app = spawn_app_with_shards(4, |s, stream| {
-        s.aggregation.streams = vec![StreamAggregation::Name(stream.to_owned())];
+        s.aggregation.streams = vec![StreamAggregation::named(stream.to_owned())];
     })
     .await;
     let shards = app.open_shards().await;
@@ -176,12 +176,13 @@ async fn aggregates_unpack_into_exactly_the_records_sent_each_on_its_own_shard()
 #[tokio::test]
 async fn lone_and_oversized_records_go_out_plain() {
     let app = spawn_app_with_shards(4, |s, stream| {
-        s.aggregation.streams = vec![StreamAggregation::Entry {
-            name: stream.to_owned(),
-            enabled: true,
-            max_bytes: Some(300),
-            max_records: None,
-        }];
+        s.aggregation.streams = vec![StreamAggregation::with(
+            stream,
+            AggregationOverrides {
+                max_bytes: Some(300),
+                ..AggregationOverrides::default()
+            },
+        )];
     })
     .await;
     // One key, so one shard: two small records share an aggregate, the big one goes alone.
@@ -348,10 +349,10 @@ async fn write_and_check_answers(
 /// an hour away: only the misprediction path is exercised.
 async fn after_a_split_every_acknowledged_record_reaches_a_kcl_consumer(concurrent: bool) {
     let app = spawn_app_with_shards(4, |s, stream| {
-        s.aggregation.streams = vec![StreamAggregation::Name(stream.to_owned())];
+        s.aggregation.streams = vec![StreamAggregation::named(stream.to_owned())];
         s.aggregation.shard_map_refresh_ms = 3_600_000;
         if concurrent {
-            s.coalesce.streams = vec![StreamCoalesce::Name(stream.to_owned())];
+            s.coalesce.streams = vec![StreamCoalesce::named(stream.to_owned())];
         }
     })
     .await;
@@ -386,8 +387,8 @@ async fn after_a_split_every_acknowledged_record_reaches_a_kcl_consumer_coalesce
 async fn without_a_shard_map_records_go_out_plain_and_say_so() {
     // fake-kinesis has no ListShards: the service must not guess a shard.
     let app = spawn_fake_app(|s, stream| {
-        s.aggregation.streams = vec![StreamAggregation::Name(stream.to_owned())];
-        s.coalesce.streams = vec![StreamCoalesce::Name("other".to_owned())];
+        s.aggregation.streams = vec![StreamAggregation::named(stream.to_owned())];
+        s.coalesce.streams = vec![StreamCoalesce::named("other".to_owned())];
     })
     .await;
     let response = app
@@ -410,8 +411,8 @@ async fn without_a_shard_map_records_go_out_plain_and_say_so() {
 #[tokio::test]
 async fn coalesced_requests_are_aggregated_together_and_answered_each_their_own() {
     let app = spawn_app_with_shards(4, |s, stream| {
-        s.aggregation.streams = vec![StreamAggregation::Name(stream.to_owned())];
-        s.coalesce.streams = vec![StreamCoalesce::Name(stream.to_owned())];
+        s.aggregation.streams = vec![StreamAggregation::named(stream.to_owned())];
+        s.coalesce.streams = vec![StreamCoalesce::named(stream.to_owned())];
     })
     .await;
     let shards = app.open_shards().await;
@@ -464,7 +465,7 @@ async fn aggregating_fake_with(
     .await
     .unwrap();
     let app = spawn_app_on(&fake.endpoint(), |s, stream| {
-        s.aggregation.streams = vec![StreamAggregation::Name(stream.to_owned())];
+        s.aggregation.streams = vec![StreamAggregation::named(stream.to_owned())];
         s.delivery.base_backoff_ms = 5;
         s.delivery.max_backoff_ms = 20;
         tweak(s);

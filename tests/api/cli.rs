@@ -50,6 +50,28 @@ fn no_region_refuses_to_start_with_a_clear_message() {
     );
 }
 
+#[test]
+fn a_configuration_mistake_is_one_clear_line_without_a_backtrace() {
+    // The digest is a placeholder, as someone pasting an example would leave it.
+    let out = bare()
+        .env("APP_SERVER__PORT", "0")
+        .env("RUST_BACKTRACE", "1")
+        .env(
+            "APP_AUTH__KEYS",
+            r#"[{"id": "ci", "sha256": "<sha256 of your key>", "streams": "*"}]"#,
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr: {stderr}");
+    assert!(
+        lines[0].starts_with("kinesis-writer: ") && lines[0].contains("auth.keys[ci].sha256"),
+        "stderr: {stderr}"
+    );
+}
+
 /// The binary running as a server, with its JSON log collected line by line.
 struct Server {
     child: KillOnDrop,

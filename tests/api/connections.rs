@@ -16,11 +16,7 @@ use crate::helpers::{eventually, records_url, spawn_app_with, spawn_fake_app};
 /// allowed, and the body cap is small (16 KiB).
 fn guarded(s: &mut Settings, stream: &str) {
     s.streams.allow_all = false;
-    s.streams.allowed = vec![AllowedStream {
-        name: stream.to_owned(),
-        arn: None,
-        region: None,
-    }];
+    s.streams.allowed = vec![AllowedStream::named(stream)];
     s.auth.required = true;
     s.auth.keys = vec![
         ApiKeySettings {

@@ -664,11 +664,13 @@ pub(crate) fn raise_record_limit(settings: &mut Settings, stream: &str, bytes: u
     settings
         .limits
         .streams
-        .push(kinesis_writer::config::StreamLimitSettings {
-            name: stream.to_owned(),
-            max_record_size_bytes: Some(bytes),
-            max_request_size_bytes: None,
-        });
+        .push(kinesis_writer::config::StreamLimitSettings::with(
+            stream,
+            kinesis_writer::config::LimitOverrides {
+                max_record_size_bytes: Some(bytes),
+                max_request_size_bytes: None,
+            },
+        ));
 }
 
 /// Asserts that a problem body's `detail` mentions `needle`.

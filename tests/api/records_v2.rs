@@ -311,7 +311,7 @@ async fn an_explicit_hash_key_lands_on_the_shard_whose_range_holds_it() {
 #[tokio::test]
 async fn an_ordered_write_is_its_own_put_record_even_with_coalescing() {
     let app = spawn_fake_app(|s, stream| {
-        s.coalesce.streams = vec![kinesis_writer::config::StreamCoalesce::Name(
+        s.coalesce.streams = vec![kinesis_writer::config::StreamCoalesce::named(
             stream.to_owned(),
         )];
     })

@@ -104,14 +104,14 @@ impl LeanPublisher {
         let default = Arc::new(Endpoint::resolve(config, &region, None, protocol).await?);
         let mut targets = HashMap::new();
         for s in streams.iter().filter(|s| s.has_own_target()) {
-            let region = s.region.as_deref().unwrap_or(&region);
+            let region = s.set.region.as_deref().unwrap_or(&region);
             let endpoint =
-                Arc::new(Endpoint::resolve(config, region, s.arn.as_deref(), protocol).await?);
+                Arc::new(Endpoint::resolve(config, region, s.set.arn.as_deref(), protocol).await?);
             targets.insert(
                 s.name.clone(),
                 Target {
                     endpoint,
-                    arn: s.arn.clone(),
+                    arn: s.set.arn.clone(),
                 },
             );
         }
