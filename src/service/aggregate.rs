@@ -1,6 +1,6 @@
-//! KPL aggregation in the write path (API.md §7): user records grouped by the shard their own key
-//! maps to, packed into aggregated Kinesis records (`kinesis::kpl`), sent with the usual retries,
-//! and each user record answered from the Kinesis record that holds it.
+//! KPL aggregation in the write path (docs/api.md#aggregation): user records grouped by the shard
+//! their own key maps to, packed into aggregated Kinesis records (`kinesis::kpl`), sent with the
+//! usual retries, and each user record answered from the Kinesis record that holds it.
 //!
 //! Shard affinity is kept: every aggregate carries an `ExplicitHashKey` at the start of its
 //! shard's hash-key range, so it lands where each of its user records would have landed alone.

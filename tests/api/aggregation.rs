@@ -1,7 +1,7 @@
-//! KPL aggregation (API.md §7) on the real emulator with a 4-shard stream: what lands is read
-//! back shard by shard, de-aggregated with the reference Python package (aws-kinesis-agg, pinned
-//! in tools/kpl-reference) and with the project's own de-aggregator, and every user record must
-//! appear exactly once, with its data and key, on the shard its own key maps to.
+//! KPL aggregation (docs/api.md#aggregation) on the real emulator with a 4-shard stream: what lands
+//! is read back shard by shard, de-aggregated with the reference Python package (aws-kinesis-agg,
+//! pinned in tools/kpl-reference) and with the project's own de-aggregator, and every user record
+//! must appear exactly once, with its data and key, on the shard its own key maps to.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
