@@ -158,7 +158,7 @@ fn the_settings_table_of_docs_configuration_md_is_config_base_yaml() {
             "docs/configuration.md, Settings, `{key}`: the default is config/base.yaml's"
         );
         let (section, name) = key.split_once('.').unwrap();
-        let variable = format!("APP_{}__{}", section, name).to_uppercase();
+        let variable = format!("APP_{section}__{name}").to_uppercase();
         assert!(
             row[2] == variable || row[2].starts_with(&format!("{variable}` ")),
             "docs/configuration.md, Settings, `{key}`: the variable is {variable}, not {:?}",
