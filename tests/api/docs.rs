@@ -14,26 +14,32 @@ fn repo_file(path: &str) -> String {
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
 }
 
-/// The rows of the first Markdown table after the line `heading`, each a list of cells with the
-/// surrounding spaces and backticks taken off (the header and its `|---|` line are skipped).
-fn table_after(doc: &str, file: &str, heading: &str) -> Vec<Vec<String>> {
+/// The rows of the first Markdown table after the line `heading` in `file`, keyed by the cell in
+/// column `key`; each row is its cells with the surrounding spaces and backticks taken off (the
+/// header and its `|---|` line are skipped).
+fn keyed_table(file: &str, heading: &str, key: usize) -> BTreeMap<String, Vec<String>> {
+    let doc = repo_file(file);
     let mut lines = doc
         .lines()
         .skip_while(|l| l.trim() != heading)
         .skip(1)
         .skip_while(|l| !l.starts_with('|'));
-    let mut rows = Vec::new();
     let _header = lines
         .next()
         .unwrap_or_else(|| panic!("{file}: no table after {heading:?}"));
+    let mut rows = BTreeMap::new();
     for line in lines.skip(1).take_while(|l| l.starts_with('|')) {
-        let cells = line
+        let cells: Vec<String> = line
             .trim()
             .trim_matches('|')
             .split('|')
             .map(|cell| cell.trim().trim_matches('`').to_owned())
             .collect();
-        rows.push(cells);
+        let previous = rows.insert(cells[key].clone(), cells);
+        assert!(
+            previous.is_none(),
+            "{file}, {heading:?}: a row appears twice"
+        );
     }
     assert!(
         !rows.is_empty(),
@@ -57,12 +63,7 @@ fn differences<'a, V, W>(
 
 #[test]
 fn the_error_code_table_of_docs_api_md_is_the_codes_problem_table() {
-    let doc = repo_file("docs/api.md");
-    let documented: BTreeMap<String, Vec<String>> =
-        table_after(&doc, "docs/api.md", "### Error codes")
-            .into_iter()
-            .map(|row| (row[1].clone(), row))
-            .collect();
+    let documented = keyed_table("docs/api.md", "### Error codes", 1);
     // `http_error` has no status of its own (it keeps whatever a layer answered): the page says
     // so below the table instead of giving it a row.
     let table: BTreeMap<String, _> = problems::ALL
@@ -91,7 +92,7 @@ fn the_error_code_table_of_docs_api_md_is_the_codes_problem_table() {
         );
     }
     assert!(
-        doc.contains("`http_error`"),
+        repo_file("docs/api.md").contains("`http_error`"),
         "docs/api.md says what `http_error` is"
     );
 }
@@ -138,12 +139,7 @@ fn base_yaml_leaves() -> BTreeMap<String, String> {
 
 #[test]
 fn the_settings_table_of_docs_configuration_md_is_config_base_yaml() {
-    let doc = repo_file("docs/configuration.md");
-    let documented: BTreeMap<String, Vec<String>> =
-        table_after(&doc, "docs/configuration.md", "## Settings")
-            .into_iter()
-            .map(|row| (row[0].clone(), row))
-            .collect();
+    let documented = keyed_table("docs/configuration.md", "## Settings", 0);
     let base = base_yaml_leaves();
 
     let (missing, unknown) = differences(&documented, &base);
@@ -219,12 +215,10 @@ fn exported_metrics() -> BTreeMap<String, String> {
 
 #[test]
 fn the_metrics_table_of_docs_operations_md_is_what_src_metrics_rs_exports() {
-    let doc = repo_file("docs/operations.md");
-    let documented: BTreeMap<String, String> =
-        table_after(&doc, "docs/operations.md", "## Metrics")
-            .into_iter()
-            .map(|row| (row[0].clone(), row[1].clone()))
-            .collect();
+    let documented: BTreeMap<String, String> = keyed_table("docs/operations.md", "## Metrics", 0)
+        .into_iter()
+        .map(|(name, row)| (name, row[1].clone()))
+        .collect();
     let exported = exported_metrics();
 
     let (missing, unknown) = differences(&documented, &exported);
