@@ -1,8 +1,9 @@
 //! The tables of `docs/` that restate something the code defines are compared with it value for
 //! value, so the documentation cannot drift: the error codes of `docs/api.md` against the problem
-//! table (`kinesis_writer::error::problems::ALL`), the settings of `docs/configuration.md` against
+//! table (`kinesis_writer::error::problems::ALL`), its write parameters against the OpenAPI
+//! document the code generates, the settings of `docs/configuration.md` against
 //! `config/base.yaml`, and the metrics of `docs/operations.md` against the names `src/metrics.rs`
-//! exports. No emulator and no service: files only.
+//! exports. No emulator and no service: files and the generated document only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -229,5 +230,38 @@ fn the_metrics_table_of_docs_operations_md_is_what_src_metrics_rs_exports() {
     assert_eq!(
         documented, exported,
         "docs/operations.md, Metrics: each metric's type is the one src/metrics.rs records it as"
+    );
+}
+
+#[test]
+fn the_parameter_table_of_docs_api_md_is_the_openapi_documents() {
+    // Path and query rows only: the headers and the "anything else" row have no parameter entry.
+    let documented: BTreeMap<String, String> = keyed_table("docs/api.md", "### Parameters", 0)
+        .into_iter()
+        .filter(|(name, row)| {
+            matches!(row[1].as_str(), "path" | "query") && name != "anything else"
+        })
+        .map(|(name, row)| (name, row[1].clone()))
+        .collect();
+    let doc = serde_json::to_value(kinesis_writer::routes::openapi()).unwrap();
+    let generated: BTreeMap<String, String> =
+        doc["paths"]["/streams/{stream}/records"]["post"]["parameters"]
+            .as_array()
+            .expect("the write route documents its parameters")
+            .iter()
+            .map(|p| {
+                let field = |f: &str| p[f].as_str().unwrap().to_owned();
+                (field("name"), field("in"))
+            })
+            .collect();
+
+    let (missing, unknown) = differences(&documented, &generated);
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "docs/api.md, Parameters: missing {missing:?}; not parameters of the code {unknown:?}"
+    );
+    assert_eq!(
+        documented, generated,
+        "docs/api.md, Parameters: each parameter is where (path or query) the code reads it"
     );
 }
