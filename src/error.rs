@@ -20,8 +20,8 @@ use crate::service::IngestError;
 /// Seconds a caller is asked to wait after a throttle or an unreachable Kinesis.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
-/// The class a Python caller would branch on, like an exception class (API.md §3). It belongs to
-/// the problem's row in the error table, never to a status number.
+/// The class a Python caller would branch on, like an exception class (docs/api.md#error-classes).
+/// It belongs to the problem's row in the error table, never to a status number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 pub enum ErrorClass {
     /// Every limit and shape error (422, 413): what the Python class raised or should have raised.
@@ -85,7 +85,8 @@ impl ProblemType {
     }
 }
 
-/// The error table: one row per problem `code` (README's error table lists the same rows).
+/// The error table: one row per problem `code` (docs/api.md#error-codes lists the same rows;
+/// tests/api/docs.rs compares them).
 pub mod problems {
     use super::ErrorClass::{
         InternalError, KinesisWriterError, OverloadedError, RequestError, UpstreamError,
@@ -375,7 +376,7 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("(a panic payload that is not a string)")
 }
 
-/// RFC 9457 problem details, the body of every 4xx/5xx answer (API.md §3).
+/// RFC 9457 problem details, the body of every 4xx/5xx answer (docs/api.md#error-body).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
     /// `urn:kinesis-writer:problem:<code>`, one per code.
@@ -580,7 +581,7 @@ pub async fn problem_middleware(request: Request, next: Next) -> Response {
 }
 
 /// The problem for a bare error answer from a layer we do not own (timeout, decompression), so
-/// every 4xx/5xx keeps API.md's body; `None` for a success.
+/// every 4xx/5xx keeps the body of docs/api.md#error-body; `None` for a success.
 fn bare_problem(status: StatusCode) -> Option<Problem> {
     if !(status.is_client_error() || status.is_server_error()) {
         return None;
@@ -708,7 +709,7 @@ mod tests {
         assert_eq!(codes.len(), problems::ALL.len(), "a code appears twice");
         for kind in problems::ALL {
             let status = kind.status.as_u16();
-            // API.md §3: KinesisWriterError on every 422 and 413, and only there.
+            // docs/api.md#error-classes: KinesisWriterError on every 422 and 413, and only there.
             assert_eq!(
                 kind.class == ErrorClass::KinesisWriterError,
                 status == 422 || status == 413,
@@ -719,18 +720,6 @@ mod tests {
             if status >= 500 && !matches!(kind.code, "overloaded" | "not_ready") {
                 assert!(kind.public_detail.is_some(), "{}", kind.code);
             }
-        }
-    }
-
-    #[test]
-    fn readme_lists_every_code() {
-        let readme = include_str!("../README.md");
-        for kind in problems::ALL.iter().filter(|k| k.code != "http_error") {
-            assert!(
-                readme.contains(&format!("`{}`", kind.code)),
-                "README's error table lacks `{}`",
-                kind.code
-            );
         }
     }
 

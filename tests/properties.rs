@@ -9,11 +9,12 @@
 //! - (a) a JSON value written with arbitrary whitespace and arbitrary (valid) escapes maps to its own
 //!   text, or to its decoded text for a string; a batch of N values maps to N such records;
 //! - (b) any path segment / query / content type / body answers 200 or a 4xx problem+json whose
-//!   `code` is one of API.md's, never a 5xx; for inputs the model understands, exactly what API.md
+//!   `code` is one of docs/api.md's, never a 5xx; for inputs the model understands, exactly what it
 //!   predicts, and the fake sees the records only on 200;
 //! - (c) a partition key is accepted iff it is 1..=256 UTF-16 code units (domain and HTTP);
 //! - (d) the record data the publisher receives is what the mapping says (strings unquoted, others raw);
-//! - (e) with small configured limits, the limit errors come in API.md's order with their numbers.
+//! - (e) with small configured limits, the limit errors come in docs/api.md's order with their
+//!   numbers.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -386,7 +387,7 @@ impl<'a> Writer<'a> {
     }
 }
 
-/// The record data API.md promises for a JSON value with this text and this meaning.
+/// The record data docs/api.md promises for a JSON value with this text and this meaning.
 fn mapped(v: &Value, text: &str) -> Vec<u8> {
     match v {
         Value::String(s) => s.as_bytes().to_vec(),
@@ -558,10 +559,10 @@ fn arb_body() -> impl Strategy<Value = Vec<u8>> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The model: what API.md says a request answers.
+// The model: what docs/api.md says a request answers.
 // ---------------------------------------------------------------------------------------------
 
-/// Every `code` API.md lists, with its status (plus the router's own 404/405 fallbacks).
+/// Every `code` docs/api.md lists, with its status (plus the router's own 404/405 fallbacks).
 const CODES: &[(&str, u16)] = &[
     ("invalid_stream_name", 400),
     ("invalid_query_parameter", 400),
@@ -592,7 +593,7 @@ enum Expect {
     Refused {
         status: u16,
         code: &'static str,
-        /// (limit, actual, index) where API.md says they appear.
+        /// (limit, actual, index) where docs/api.md says they appear.
         numbers: Option<(usize, Option<usize>, Option<usize>)>,
     },
 }
@@ -768,7 +769,7 @@ fn model(
             data
         }
     };
-    // Limits, in API.md's order.
+    // Limits, in docs/api.md's order.
     if batch && data.len() > limits.max_records {
         return Some(Expect::Refused {
             status: 422,
@@ -846,7 +847,7 @@ fn check(
         let listed = CODES.iter().find(|(c, _)| *c == code);
         prop_assert!(
             listed.is_some(),
-            "code {:?} is not one of API.md's: {}",
+            "code {:?} is not one of docs/api.md's: {}",
             code,
             p
         );
@@ -1098,7 +1099,7 @@ proptest! {
     // -----------------------------------------------------------------------------------------
 
     /// (b) any stream segment, query, content type and body: 200 or a listed 4xx problem+json,
-    /// and exactly what API.md predicts where the model covers the input.
+    /// and exactly what docs/api.md predicts where the model covers the input.
     #[test]
     fn b_any_request_is_200_or_a_listed_4xx(
         stream in arb_stream(),
@@ -1126,7 +1127,7 @@ proptest! {
     #![proptest_config(config(256))]
 
     /// (e) with small limits: too_many_records, invalid_partition_key, record_too_large (lowest
-    /// index), batch_too_large and the 413 body cap, in API.md's order and with their numbers.
+    /// index), batch_too_large and the 413 body cap, in docs/api.md's order and with their numbers.
     #[test]
     fn e_limits_in_order_with_numbers(
         items in prop::collection::vec("[a-z]{0,40}", 1..8),
@@ -1165,7 +1166,7 @@ proptest! {
 
 // ---------------------------------------------------------------------------------------------
 // (f) Records v2: any mix of the new parameters answers a documented code, never a 5xx, and on
-// success every record's key and hash key follow API.md §6's precedence.
+// success every record's key and hash key follow docs/api.md's precedence.
 // ---------------------------------------------------------------------------------------------
 
 /// One record as the property writes it.

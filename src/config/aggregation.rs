@@ -1,5 +1,6 @@
 //! The `aggregation` section: which streams pack small user records into KPL aggregated Kinesis
-//! records (API.md §7), and how large the aggregates grow (`kinesis::kpl`, `service::aggregate`).
+//! records (docs/api.md#aggregation), and how large the aggregates grow (`kinesis::kpl`,
+//! `service::aggregate`).
 
 use std::time::Duration;
 

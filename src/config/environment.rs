@@ -10,8 +10,8 @@ use anyhow::{Context, bail};
 
 use super::Settings;
 
-/// A list setting that one environment variable sets whole (API.md §5), so a container needs no
-/// mounted file.
+/// A list setting that one environment variable sets whole
+/// (docs/configuration.md#lists-from-the-environment), so a container needs no mounted file.
 struct ListVar {
     var: &'static str,
     key: &'static str,
@@ -57,9 +57,9 @@ const LIST_VARS: &[ListVar] = &[
     },
 ];
 
-/// A setting that the standard AWS variables override when a config file ships it (API.md §5: a
-/// variable set in the environment always wins, `local` included), unless the service's own
-/// variable is set too: that one beats both.
+/// A setting that the standard AWS variables override when a config file ships it
+/// (docs/configuration.md#aws-variables: a variable set in the environment always wins, `local`
+/// included), unless the service's own variable is set too: that one beats both.
 struct AwsOverride {
     own: &'static str,
     standard: &'static [&'static str],

@@ -1,4 +1,5 @@
-//! The domain: validated request values and the rules of API.md §1, free of HTTP and AWS types.
+//! The domain: validated request values and the rules of docs/api.md#writing-records, free of HTTP
+//! and AWS types.
 //!
 //! Parse, don't validate: each newtype's constructor is the only way to get one, so the service
 //! layer only ever sees values that already satisfy Kinesis' rules.
@@ -41,7 +42,8 @@ impl Record {
     }
 }
 
-/// A request that breaks the contract: each variant is one stable `code` of API.md.
+/// A request that breaks the contract: each variant is one stable `code` of
+/// docs/api.md#error-codes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
     #[error("stream name must be 1-128 characters of [a-zA-Z0-9_.-], got {got:?}")]

@@ -6,7 +6,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use super::codes::{CodeClass, INTERNAL_FAILURE, RESOURCE_NOT_FOUND, classify};
 use crate::domain::EntryOutcome;
 
-/// A failed Kinesis call, in the categories API.md §2 maps to HTTP.
+/// A failed Kinesis call, in the categories docs/api.md#errors-from-kinesis maps to HTTP.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
     /// `ResourceNotFoundException`: the stream does not exist (or is not visible to us).
@@ -33,7 +33,8 @@ pub enum PublishError {
 
 impl PublishError {
     /// Worth another attempt: throttling, Kinesis faults, timeouts and connection failures.
-    /// (A timed-out call may already have been written, so its retry can duplicate; see README.)
+    /// (A timed-out call may already have been written, so its retry can duplicate;
+    /// docs/api.md#delivery-and-retries.)
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,

@@ -68,8 +68,8 @@ pub(crate) struct AnswerEntry {
 /// A PutRecords answer's entries as the service's outcome, the same for both publishers: an entry
 /// is written only with a shard and a sequence number and no error code; one entry per record
 /// sent, or the answer is unusable; failures counted here rather than read from
-/// `FailedRecordCount` (emulators have been seen to get it wrong, EMULATOR.md, and callers rely on
-/// it matching the entries).
+/// `FailedRecordCount` (emulators have been seen to get it wrong, docs/testing.md#the-emulator, and
+/// callers rely on it matching the entries).
 pub(crate) fn put_records_outcome(
     entries: Vec<AnswerEntry>,
     sent: usize,

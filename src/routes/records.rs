@@ -102,7 +102,8 @@ impl WriteParams {
                 "envelope" => set_once(&mut p.envelope, flag, invalid)?,
                 "partition_key" => set_once(&mut p.partition_key, || Ok(value), invalid)?,
                 "partition_key_pointer" => set_once(&mut p.pointer, || Ok(value), invalid)?,
-                // Checked with the records (422 invalid_explicit_hash_key), in API.md's order.
+                // Checked with the records (422 invalid_explicit_hash_key), in
+                // docs/api.md#order-of-checks.
                 "explicit_hash_key" => set_once(&mut p.explicit_hash_key, || Ok(value), invalid)?,
                 "sequence_number_for_ordering" => {
                     let ordering = || {
@@ -125,7 +126,8 @@ impl WriteParams {
         Ok(p)
     }
 
-    /// The write, once the body's kind is known: the combinations API.md §6 refuses are 400s.
+    /// The write, once the body's kind is known: the combinations docs/api.md#records-v2 refuses
+    /// are 400s.
     fn request(self, kind: BodyKind, body: Bytes) -> Result<WriteRequest, ValidationError> {
         let invalid = |why: &str| ValidationError::InvalidQueryParameter(why.to_owned());
         let json = matches!(kind, BodyKind::Json | BodyKind::Ndjson);
@@ -312,7 +314,7 @@ fn parse_query(raw: Option<&str>) -> Result<Vec<(String, String)>, ValidationErr
         .collect()
 }
 
-/// Decides how to read the body from its media type (API.md §1 "Content types", §6 NDJSON);
+/// Decides how to read the body from its media type (docs/api.md#content-types, #ndjson);
 /// `batch` is `record_per_entry=true`.
 fn body_kind(headers: &HeaderMap, batch: bool) -> Result<BodyKind, ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {

@@ -1,6 +1,6 @@
-//! KPL aggregation in the write path (API.md §7): user records grouped by the shard their own key
-//! maps to, packed into aggregated Kinesis records (`kinesis::kpl`), sent with the usual retries,
-//! and each user record answered from the Kinesis record that holds it.
+//! KPL aggregation in the write path (docs/api.md#aggregation): user records grouped by the shard
+//! their own key maps to, packed into aggregated Kinesis records (`kinesis::kpl`), sent with the
+//! usual retries, and each user record answered from the Kinesis record that holds it.
 //!
 //! Shard affinity is kept: every aggregate carries an `ExplicitHashKey` at the start of its
 //! shard's hash-key range, so it lands where each of its user records would have landed alone.
@@ -16,8 +16,8 @@
 //! only when the landed shard's range holds every one of its user records; otherwise its records
 //! are sent again, as the KPL does, re-aggregated with the refreshed map (or plain), and answered
 //! with where they finally landed. The stale copy is dropped by the KCL as out of range; a
-//! consumer that de-aggregates without range filtering sees it as a duplicate (README,
-//! "Aggregation and resharding").
+//! consumer that de-aggregates without range filtering sees it as a duplicate
+//! (docs/api.md#aggregation-and-resharding).
 //!
 //! Refreshes are bounded: at most one `ListShards` per stream per [`MIN_REFRESH_INTERVAL`],
 //! shared by every caller; while a mispredicted map waits for its next refresh, records go out

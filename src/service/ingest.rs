@@ -1,8 +1,8 @@
 //! `IngestService`: turns a validated write request into one Kinesis call and its outcome.
 //!
-//! The order of checks is API.md's: `too_many_records`, then `invalid_partition_key`, then
-//! `record_too_large` (lowest index first), then `batch_too_large`. Nothing reaches Kinesis until
-//! all of them pass.
+//! The order of checks is docs/api.md#order-of-checks: `too_many_records`, then
+//! `invalid_partition_key`, then `record_too_large` (lowest index first), then `batch_too_large`.
+//! Nothing reaches Kinesis until all of them pass.
 //!
 //! A request to a stream with coalescing on (`coalesce` in config, see `super::coalesce`) shares
 //! its PutRecords call with concurrent requests to the same stream, but answers exactly as it would
@@ -77,7 +77,7 @@ impl IngestService {
     }
 
     /// Writes the request's records to `stream`: keys settled and limits checked first, in
-    /// API.md's order, then one call (or a coalesced share of one, or split calls).
+    /// docs/api.md's order of checks, then one call (or a coalesced share of one, or split calls).
     /// Records that still failed after the retries count in `kinesis_records_failed_total`.
     #[tracing::instrument(name = "ingest.write", skip_all, fields(stream = %stream))]
     pub async fn write(

@@ -1,7 +1,7 @@
-//! KPL aggregation (API.md §7) on the real emulator with a 4-shard stream: what lands is read
-//! back shard by shard, de-aggregated with the reference Python package (aws-kinesis-agg, pinned
-//! in tools/kpl-reference) and with the project's own de-aggregator, and every user record must
-//! appear exactly once, with its data and key, on the shard its own key maps to.
+//! KPL aggregation (docs/api.md#aggregation) on the real emulator with a 4-shard stream: what lands
+//! is read back shard by shard, de-aggregated with the reference Python package (aws-kinesis-agg,
+//! pinned in tools/kpl-reference) and with the project's own de-aggregator, and every user record
+//! must appear exactly once, with its data and key, on the shard its own key maps to.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -343,7 +343,7 @@ async fn write_and_check_answers(
     sent
 }
 
-/// API.md §7 after a reshard: an aggregate built on the stale map lands on a child of the split
+/// docs/api.md, "Aggregation and resharding": an aggregate built on the stale map lands on a child of the split
 /// shard. Those of its records that the child's range does not hold are sent again where they
 /// belong, so every acknowledged record reaches a KCL consumer exactly once. The timed refresh is
 /// an hour away: only the misprediction path is exercised.

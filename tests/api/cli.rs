@@ -183,8 +183,9 @@ async fn sigterm_stops_the_server_with_exit_0() {
     assert!(status.success(), "exit status {status:?}");
 }
 
-/// API.md §5: `AWS_ENDPOINT_URL_KINESIS` beats the endpoint `config/local.yaml` ships, so a
-/// LocalStack user (or a second emulator) is written to, not the file's 127.0.0.1:4568.
+/// docs/configuration.md#aws-variables: `AWS_ENDPOINT_URL_KINESIS` beats the endpoint
+/// `config/local.yaml` ships, so a LocalStack user (or a second emulator) is written to, not the
+/// file's 127.0.0.1:4568.
 #[tokio::test]
 async fn the_aws_endpoint_variable_beats_the_local_profile() {
     let (port, tls_port) = Emulator::free_ports();

@@ -7,6 +7,7 @@ mod cli;
 mod coalesce;
 mod connections;
 mod delivery;
+mod docs;
 mod errors;
 mod health;
 mod helpers;

@@ -1,5 +1,5 @@
-//! Records v2 (API.md §6) on the real emulator: NDJSON, envelopes, keys from the data, explicit
-//! hash keys and ordering. Every test reads its records back and compares keys and bytes.
+//! Records v2 (docs/api.md#records-v2) on the real emulator: NDJSON, envelopes, keys from the data,
+//! explicit hash keys and ordering. Every test reads its records back and compares keys and bytes.
 
 use std::collections::HashMap;
 
@@ -222,7 +222,8 @@ async fn per_record_errors_name_their_record_and_nothing_lands() {
             "{query} {body}: {problem}"
         );
     }
-    // API.md §6 order: the count first, then record by record (the key before the size).
+    // docs/api.md#order-of-checks: the count first, then record by record (the key before the
+    // size).
     let order = app
         .post(
             "envelope=true&record_per_entry=true",
