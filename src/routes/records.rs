@@ -19,13 +19,11 @@ use crate::error::{ApiError, RETRY_AFTER_SECS};
 use crate::service::{WriteOutcome, WriteRequest};
 use crate::state::AppState;
 
-/// Query parameters (documentation; parsing is strict and done by hand, see `WriteParams::parse`).
-#[derive(Debug, IntoParams)]
+/// The query parameters of a write: the one list of them. The OpenAPI document describes this
+/// struct (`IntoParams`), [`WriteQuery::parse`] fills it strictly, and the names an unknown
+/// parameter is told about come from the same description ([`known_parameters`]).
+#[derive(Debug, Default, PartialEq, Eq, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[expect(
-    dead_code,
-    reason = "describes the query string for the OpenAPI document only"
-)]
 pub(crate) struct WriteQuery {
     /// `true`: the body is a JSON array and each element becomes one record (PutRecords).
     /// `false` (default): the whole body is one record (PutRecord). Exactly `true` or `false`.
@@ -67,22 +65,19 @@ pub(crate) struct WriteQuery {
     sequence_number_for_ordering: Option<String>,
 }
 
-const KNOWN_PARAMETERS: &str = "record_per_entry, partition_key, split, envelope, \
-    partition_key_pointer, explicit_hash_key, sequence_number_for_ordering";
-
-/// The request's options after strict parsing.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct WriteParams {
-    per_entry: Option<bool>,
-    partition_key: Option<String>,
-    split: Option<bool>,
-    envelope: Option<bool>,
-    pointer: Option<String>,
-    explicit_hash_key: Option<String>,
-    ordering: Option<String>,
+/// The names of [`WriteQuery`]'s parameters, as documented, for the answer to an unknown one.
+fn known_parameters() -> &'static str {
+    static KNOWN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KNOWN.get_or_init(|| {
+        WriteQuery::into_params(|| None)
+            .into_iter()
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
 }
 
-impl WriteParams {
+impl WriteQuery {
     /// Unknown or repeated parameters are refused: a typo such as `record_per_entries=true` would
     /// otherwise silently write one record instead of many.
     fn parse(pairs: Vec<(String, String)>) -> Result<Self, ValidationError> {
@@ -97,11 +92,13 @@ impl WriteParams {
                 _ => Err(invalid("must be exactly `true` or `false`")),
             };
             match name.as_str() {
-                "record_per_entry" => set_once(&mut p.per_entry, flag, invalid)?,
+                "record_per_entry" => set_once(&mut p.record_per_entry, flag, invalid)?,
                 "split" => set_once(&mut p.split, flag, invalid)?,
                 "envelope" => set_once(&mut p.envelope, flag, invalid)?,
                 "partition_key" => set_once(&mut p.partition_key, || Ok(value), invalid)?,
-                "partition_key_pointer" => set_once(&mut p.pointer, || Ok(value), invalid)?,
+                "partition_key_pointer" => {
+                    set_once(&mut p.partition_key_pointer, || Ok(value), invalid)?;
+                }
                 // Checked with the records (422 invalid_explicit_hash_key), in
                 // docs/api.md#order-of-checks.
                 "explicit_hash_key" => set_once(&mut p.explicit_hash_key, || Ok(value), invalid)?,
@@ -114,11 +111,12 @@ impl WriteParams {
                             )
                         })
                     };
-                    set_once(&mut p.ordering, ordering, invalid)?;
+                    set_once(&mut p.sequence_number_for_ordering, ordering, invalid)?;
                 }
                 _ => {
                     return Err(invalid(&format!(
-                        "unknown parameter (known: {KNOWN_PARAMETERS})"
+                        "unknown parameter (known: {})",
+                        known_parameters()
                     )));
                 }
             }
@@ -131,7 +129,7 @@ impl WriteParams {
     fn request(self, kind: BodyKind, body: Bytes) -> Result<WriteRequest, ValidationError> {
         let invalid = |why: &str| ValidationError::InvalidQueryParameter(why.to_owned());
         let json = matches!(kind, BodyKind::Json | BodyKind::Ndjson);
-        let mode = match (kind, self.per_entry) {
+        let mode = match (kind, self.record_per_entry) {
             (BodyKind::Ndjson, Some(false)) => {
                 return Err(invalid(
                     "an NDJSON body is always a batch: leave record_per_entry out or set it true",
@@ -140,12 +138,12 @@ impl WriteParams {
             (BodyKind::Ndjson, _) | (_, Some(true)) => WriteMode::Batch,
             _ => WriteMode::Single,
         };
-        if self.ordering.is_some() && mode == WriteMode::Batch {
+        if self.sequence_number_for_ordering.is_some() && mode == WriteMode::Batch {
             return Err(invalid(
                 "sequence_number_for_ordering is for single mode (one PutRecord) only",
             ));
         }
-        let pointer = match self.pointer.as_deref() {
+        let pointer = match self.partition_key_pointer.as_deref() {
             None => None,
             Some(_) if self.partition_key.is_some() => {
                 return Err(invalid(
@@ -181,7 +179,7 @@ impl WriteParams {
                 explicit_hash_key: self.explicit_hash_key,
             },
             split: self.split,
-            ordering: self.ordering,
+            ordering: self.sequence_number_for_ordering,
         })
     }
 }
@@ -278,8 +276,8 @@ pub(crate) async fn write_records(
     state.access.authorize(&caller, stream.as_str())?;
 
     let pairs = parse_query(query.as_deref())?;
-    let params = WriteParams::parse(pairs)?;
-    let kind = body_kind(&headers, params.per_entry == Some(true))?;
+    let params = WriteQuery::parse(pairs)?;
+    let kind = body_kind(&headers, params.record_per_entry == Some(true))?;
 
     let limit = state.settings.limits.body_limit_bytes;
     let body = read_body(body, &headers, limit).await?;
@@ -412,8 +410,8 @@ fn respond(outcome: WriteOutcome) -> Response {
 mod tests {
     use super::*;
 
-    fn params(q: &[(&str, &str)]) -> Result<WriteParams, ValidationError> {
-        WriteParams::parse(
+    fn params(q: &[(&str, &str)]) -> Result<WriteQuery, ValidationError> {
+        WriteQuery::parse(
             q.iter()
                 .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
                 .collect(),
@@ -512,6 +510,33 @@ mod tests {
             vec![("flag".into(), String::new())]
         );
         assert!(parse_query(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn every_documented_parameter_is_parsed_and_the_unknown_answer_lists_them_all() {
+        let documented: Vec<String> = WriteQuery::into_params(|| None)
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(documented.len(), 7);
+        for name in &documented {
+            let value = if name == "sequence_number_for_ordering" || name == "explicit_hash_key" {
+                "1"
+            } else if name == "record_per_entry" || name == "split" || name == "envelope" {
+                "true"
+            } else {
+                "x"
+            };
+            let parsed = params(&[(name, value)]).unwrap();
+            assert_ne!(parsed, WriteQuery::default(), "{name} was not parsed");
+        }
+        let Err(ValidationError::InvalidQueryParameter(why)) = params(&[("nope", "1")]) else {
+            panic!("an unknown parameter is refused")
+        };
+        assert!(
+            why.ends_with(&format!("(known: {})", documented.join(", "))),
+            "{why}"
+        );
     }
 
     #[test]
