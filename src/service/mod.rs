@@ -4,6 +4,7 @@ mod aggregate;
 mod coalesce;
 mod delivery;
 mod ingest;
+mod shard_map;
 #[cfg(test)]
 mod testing;
 
