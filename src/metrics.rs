@@ -33,6 +33,9 @@ pub const COALESCE_BATCH_RECORDS: &str = "coalesce_batch_records";
 pub const COALESCE_BATCH_REQUESTS: &str = "coalesce_batch_requests";
 pub const COALESCE_BUFFERED_BYTES: &str = "coalesce_buffered_bytes";
 pub const COALESCE_OVERLOADED: &str = "coalesce_overloaded_total";
+/// Readiness probes of Kinesis (background, never per request), by `result`: `ready` or
+/// `not_ready`.
+pub const READINESS_PROBES: &str = "kinesis_readiness_probes_total";
 /// KPL aggregation: user records per aggregated Kinesis record.
 pub const AGGREGATION_USER_RECORDS: &str = "kinesis_aggregation_user_records";
 /// KPL aggregation: bytes of each aggregated Kinesis record.
@@ -258,7 +261,13 @@ impl KinesisPublisher for MeteredPublisher {
     }
 
     async fn probe(&self) -> ProbeResult {
-        self.inner.probe().await
+        let result = self.inner.probe().await;
+        let label = match &result {
+            ProbeResult::Answered => "ready",
+            ProbeResult::Failed(_) => "not_ready",
+        };
+        counter!(READINESS_PROBES, "result" => label).increment(1);
+        result
     }
 
     async fn list_shards(

@@ -188,8 +188,7 @@ async fn sigterm_stops_the_server_with_exit_0() {
 /// file's 127.0.0.1:4568.
 #[tokio::test]
 async fn the_aws_endpoint_variable_beats_the_local_profile() {
-    let (port, tls_port) = Emulator::free_ports();
-    let second = Emulator::launch(port, tls_port, &["elsewhere"]);
+    let second = Emulator::start(&["elsewhere"]);
     let mut cmd = with_test_credentials();
     cmd.env("APP_ENVIRONMENT", "local")
         .env("AWS_ENDPOINT_URL_KINESIS", second.endpoint());
@@ -277,10 +276,27 @@ async fn missing_credentials_are_logged_once_and_readiness_says_why() {
         .env("APP_SERVER__HOST", "127.0.0.1")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ENDPOINT_URL_KINESIS", closed_endpoint())
-        .env("APP_KINESIS__READINESS_INTERVAL_MS", "300");
+        .env("APP_KINESIS__READINESS_INTERVAL_MS", "300")
+        .env("APP_METRICS__REQUIRE_AUTH", "false");
     let server = Server::start(cmd);
-    // Long enough for a dozen probes at 250-300 ms.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Not a sleep and a hope: wait until the service says it has probed five times.
+    let probes = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("kinesis_readiness_probes_total{result=\"not_ready\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    eventually("five readiness probes", Duration::from_secs(20), || async {
+        let metrics = reqwest::get(server.url("/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (probes(&metrics) >= 5).then_some(())
+    })
+    .await;
     let ready = reqwest::get(server.url("/health/ready")).await.unwrap();
     let body = assert_problem(ready, 503, "not_ready").await;
     assert_eq!(body["detail"], "not ready: no AWS credentials found");

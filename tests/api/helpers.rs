@@ -22,12 +22,15 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct free loopback ports, for servers that bind them themselves: all are bound at once
+/// (so no two are the same), then released. Another process may still take one before the server
+/// binds it, so the launchers below start again on fresh ports when their server dies at start
+/// ([`Emulator::start`], moto in `moto.rs`).
+pub(crate) fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
 /// The emulator's endpoint (`http://127.0.0.1:PORT`), starting it on first use.
@@ -36,10 +39,8 @@ pub(crate) fn emulator_endpoint() -> &'static str {
 }
 
 fn start_emulator() -> String {
-    let (port, tls_port) = (free_port(), free_port());
     // Lives as long as this test process: its watchdog SIGKILLs node when we exit.
-    Emulator::launch(port, tls_port, &[]);
-    format!("http://127.0.0.1:{port}")
+    Emulator::start(&[]).endpoint()
 }
 
 /// An emulator process of a test's own (for tests that stop and restart it).
@@ -51,9 +52,21 @@ pub(crate) struct Emulator {
 }
 
 impl Emulator {
-    /// Starts kinesis-local on `port` (plain HTTP) and waits until it answers. `streams` are
-    /// created at start-up (`INITIALIZE_STREAMS`, one shard each).
-    pub(crate) fn launch(port: u16, tls_port: u16, streams: &[&str]) -> Self {
+    /// Starts kinesis-local on free ports and waits until it answers. `streams` are created at
+    /// start-up (`INITIALIZE_STREAMS`, one shard each).
+    pub(crate) fn start(streams: &[&str]) -> Self {
+        for _ in 0..3 {
+            let [port, tls_port] = free_ports();
+            if let Some(emulator) = Self::launch(port, tls_port, streams) {
+                return emulator;
+            }
+        }
+        panic!("the emulator died at start on three pairs of free ports")
+    }
+
+    /// Starts kinesis-local on `port` (plain HTTP) and waits until it answers; `None` when it died
+    /// first (another process took one of its ports).
+    fn launch(port: u16, tls_port: u16, streams: &[&str]) -> Option<Self> {
         let dir = repo_root().join("tools/kinesis-local");
         let main_js = dir.join("node_modules/kinesis-local/main.js");
         if !main_js.exists() {
@@ -92,26 +105,18 @@ impl Emulator {
         if !init.is_empty() {
             env.push(("INITIALIZE_STREAMS", init.join(",")));
         }
+        let _ = std::fs::remove_file(&node_pid_file);
         spawn_watched(
             &format!("node '{}'", main_js.display()),
             &env,
             &node_pid_file,
             &log,
         );
-        let start = Instant::now();
-        while !kinesis_answers(port) {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "the emulator did not answer on port {port} within 60 s; log: {}",
-                log.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
+        answering(port, &node_pid_file, &log, "the emulator").then_some(Self {
             port,
             tls_port,
             node_pid_file,
-        }
+        })
     }
 
     pub(crate) fn endpoint(&self) -> String {
@@ -133,11 +138,37 @@ impl Emulator {
     /// Starts it again on the same ports.
     pub(crate) fn restart(&self, streams: &[&str]) -> Self {
         Self::launch(self.port, self.tls_port, streams)
+            .expect("the emulator started again on its ports")
     }
+}
 
-    /// Two free loopback ports for a private emulator.
-    pub(crate) fn free_ports() -> (u16, u16) {
-        (free_port(), free_port())
+/// Waits until a Kinesis stand-in answers on `port`: `false` as soon as its process (pid in
+/// `pid_file`) is gone without answering; panics after 60 s, pointing at its `log`.
+pub(crate) fn answering(port: u16, pid_file: &Path, log: &Path, what: &str) -> bool {
+    let start = Instant::now();
+    loop {
+        // Its own process, not just anyone on the port: checked first, then the answer.
+        let pid = std::fs::read_to_string(pid_file).ok();
+        if let Some(pid) = pid.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+            // Gone, or a zombie not yet reaped by its watchdog.
+            let stat = std::fs::read_to_string(Path::new("/proc").join(pid).join("stat"));
+            if stat.map_or(true, |s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            }) {
+                return false;
+            }
+        }
+        if pid.is_some() && kinesis_answers(port) {
+            return true;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what} did not answer on port {port} within 60 s; log: {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -656,7 +687,8 @@ pub(crate) fn config_dir() -> PathBuf {
 
 /// An endpoint nobody listens on: connection refused, as when Kinesis or the emulator is down.
 pub(crate) fn closed_endpoint() -> String {
-    format!("http://127.0.0.1:{}", free_port())
+    let [port] = free_ports();
+    format!("http://127.0.0.1:{port}")
 }
 
 /// Raises the record-size limit of `stream` by configuration alone.
@@ -680,4 +712,16 @@ pub(crate) fn assert_detail_contains(body: &serde_json::Value, needle: &str) {
         detail.contains(needle),
         "detail should mention {needle:?}: {body}"
     );
+}
+
+/// The harness itself: a launcher whose port was taken meanwhile notices that its server died,
+/// rather than taking whoever answers there for its own.
+#[test]
+fn a_launch_on_a_taken_port_reports_the_death() {
+    let taken = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let [tls_port] = free_ports();
+    let started = Instant::now();
+    assert!(Emulator::launch(port, tls_port, &[]).is_none());
+    assert!(started.elapsed() < Duration::from_secs(30));
 }

@@ -5,13 +5,13 @@
 //! to it, and an explicit `cbor` must not be ready (src/kinesis/lean/protocol.rs).
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kinesis_writer::config::{Settings, WireProtocol};
 use serde_json::Value;
 
 use crate::helpers::{
-    Emulator, TestApp, assert_problem, eventually, fresh_stream, kinesis_answers, pinned_venv,
+    TestApp, answering, assert_problem, eventually, free_ports, fresh_stream, pinned_venv,
     read_stream, spawn_app_on, spawn_watched, test_loader,
 };
 
@@ -21,27 +21,23 @@ static MOTO: OnceLock<String> = OnceLock::new();
 /// use, SIGKILLed when this test process ends.
 fn moto_endpoint() -> &'static str {
     MOTO.get_or_init(|| {
-        let venv = pinned_venv("tools/moto");
-        let (port, _) = Emulator::free_ports();
-        let log = std::env::temp_dir().join(format!("kinesis-writer-moto-{port}.log"));
-        let pid = std::env::temp_dir().join(format!("kinesis-writer-moto-{port}.pid"));
-        let server = venv.join("bin/moto_server");
-        spawn_watched(
-            &format!("'{}' -H 127.0.0.1 -p {port}", server.display()),
-            &[],
-            &pid,
-            &log,
-        );
-        let started = Instant::now();
-        while !kinesis_answers(port) {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "moto did not answer on port {port} within 60 s; log: {}",
-                log.display()
+        let server = pinned_venv("tools/moto").join("bin/moto_server");
+        for _ in 0..3 {
+            let [port] = free_ports();
+            let log = std::env::temp_dir().join(format!("kinesis-writer-moto-{port}.log"));
+            let pid = std::env::temp_dir().join(format!("kinesis-writer-moto-{port}.pid"));
+            let _ = std::fs::remove_file(&pid);
+            spawn_watched(
+                &format!("'{}' -H 127.0.0.1 -p {port}", server.display()),
+                &[],
+                &pid,
+                &log,
             );
-            std::thread::sleep(Duration::from_millis(50));
+            if answering(port, &pid, &log, "moto") {
+                return format!("http://127.0.0.1:{port}");
+            }
         }
-        format!("http://127.0.0.1:{port}")
+        panic!("moto died at start on three free ports")
     })
 }
 
