@@ -1,8 +1,9 @@
 //! Property tests (proptest) over the pure domain and over the HTTP router with a fake publisher.
 //!
 //! No emulator and no socket: the router is built by `Application::build_with_publisher` around
-//! `FakePublisher`, which accepts every write and records what it was given, and each request is
-//! driven through it with `tower::ServiceExt::oneshot` (the router's middleware stack included). Each property runs 256 cases by default
+//! the crate's one in-process recording fake (`kinesis_writer::testing::RecordingPublisher`, which
+//! writes every record whose data does not start with `fail:`), and each request is driven
+//! through it with `tower::ServiceExt::oneshot` (the router's middleware stack included). Each property runs 256 cases by default
 //! (`PROPTEST_CASES` overrides); failures are not persisted to disk, the shrunk case is printed.
 //!
 //! Properties:
@@ -20,22 +21,19 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use kinesis_writer::config::Settings;
-use kinesis_writer::domain::{
-    BodyKind, EntryOutcome, PartitionKey, Payload, PutRecordOutcome, PutRecordsOutcome, Record,
-    StreamName, ValidationError,
-};
-use kinesis_writer::kinesis::{KinesisPublisher, ProbeResult, PublishError};
+use kinesis_writer::domain::{BodyKind, PartitionKey, Payload, Record, ValidationError};
+use kinesis_writer::kinesis::KinesisPublisher;
 use kinesis_writer::startup::Application;
+use kinesis_writer::testing::RecordingPublisher;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 // ---------------------------------------------------------------------------------------------
-// Harness: one runtime, apps around a recording fake publisher.
+// Harness: one runtime, apps around the recording fake publisher.
 // ---------------------------------------------------------------------------------------------
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -49,80 +47,10 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// One publisher call as the fake saw it.
-#[derive(Debug, Clone)]
-struct Call {
-    stream: String,
-    batch: bool,
-    records: Vec<Record>,
-}
-
-/// Accepts every write and remembers it.
-#[derive(Debug, Default)]
-struct FakePublisher {
-    calls: Mutex<Vec<Call>>,
-}
-
-impl FakePublisher {
-    fn take(&self) -> Vec<Call> {
-        std::mem::take(&mut *self.calls.lock().unwrap())
-    }
-}
-
-#[async_trait]
-impl KinesisPublisher for FakePublisher {
-    async fn put_record(
-        &self,
-        stream: &StreamName,
-        record: &Record,
-        _: Option<&str>,
-    ) -> Result<PutRecordOutcome, PublishError> {
-        self.calls.lock().unwrap().push(Call {
-            stream: stream.as_str().to_owned(),
-            batch: false,
-            records: vec![record.clone()],
-        });
-        Ok(PutRecordOutcome {
-            shard_id: "shardId-000000000000".to_owned(),
-            sequence_number: "49590338271490256608559692538361571095921575989136588898".to_owned(),
-            encryption_type: Some("NONE".to_owned()),
-            request_id: Some("fake-request-id".to_owned()),
-        })
-    }
-
-    async fn put_records(
-        &self,
-        stream: &StreamName,
-        records: &[Record],
-    ) -> Result<PutRecordsOutcome, PublishError> {
-        self.calls.lock().unwrap().push(Call {
-            stream: stream.as_str().to_owned(),
-            batch: true,
-            records: records.to_vec(),
-        });
-        Ok(PutRecordsOutcome {
-            failed_record_count: 0,
-            records: (0..records.len())
-                .map(|i| EntryOutcome::Written {
-                    shard_id: "shardId-000000000000".to_owned(),
-                    sequence_number: format!("{}", 1000 + i),
-                    sub_sequence_number: None,
-                })
-                .collect(),
-            encryption_type: Some("NONE".to_owned()),
-            request_id: Some("fake-request-id".to_owned()),
-        })
-    }
-
-    async fn probe(&self) -> ProbeResult {
-        ProbeResult::Answered
-    }
-}
-
 /// The service on a free loopback port around a fresh fake.
 struct App {
     router: axum::Router,
-    fake: Arc<FakePublisher>,
+    fake: Arc<RecordingPublisher>,
     body_limit: usize,
     limits: ModelLimits,
 }
@@ -150,7 +78,7 @@ fn app(tweak: impl FnOnce(&mut Settings)) -> App {
         max_record_size: settings.limits.max_record_size_bytes,
         max_request_size: settings.limits.max_request_size_bytes,
     };
-    let fake = Arc::new(FakePublisher::default());
+    let fake = Arc::new(RecordingPublisher::default());
     let publisher: Arc<dyn KinesisPublisher> = fake.clone();
     let router = runtime().block_on(async move {
         Application::build_with_publisher(settings, publisher)

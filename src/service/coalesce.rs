@@ -472,7 +472,7 @@ mod tests {
             max_buffered_bytes: 100,
             ..CoalesceSettings::default()
         };
-        let publisher = Arc::new(crate::service::testing::RecordingPublisher::default());
+        let publisher = Arc::new(crate::testing::RecordingPublisher::default());
         let maps = Arc::new(ShardMaps::new(publisher.clone()));
         let c = Coalescer::new(publisher, &s, maps);
         let a = c.reserve(60).unwrap();

@@ -247,7 +247,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{Item, ValidationError};
-    use crate::service::testing::{Call, RecordingPublisher};
+    use crate::testing::{Call, RecordingPublisher};
 
     fn service(tweak: impl FnOnce(&mut Settings)) -> (IngestService, Arc<RecordingPublisher>) {
         let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
@@ -289,9 +289,17 @@ mod tests {
         };
         assert_eq!(o.sequence_number, "1");
         let calls = publisher.calls();
-        let [Call::PutRecord(r)] = &calls[..] else {
+        let [
+            Call {
+                batch: false,
+                records,
+                ..
+            },
+        ] = &calls[..]
+        else {
             panic!("one PutRecord: {calls:?}")
         };
+        let r = &records[0];
         assert_eq!((&r.data[..], r.partition_key.as_str()), (&b"a"[..], "k"));
     }
 
@@ -309,7 +317,9 @@ mod tests {
                 request_id: Some("req".into()),
             })
         );
-        assert!(matches!(&publisher.calls()[..], [Call::PutRecords(r)] if r.len() == 1));
+        assert!(
+            matches!(&publisher.calls()[..], [Call { batch: true, records, .. }] if records.len() == 1)
+        );
     }
 
     #[tokio::test]
@@ -368,14 +378,7 @@ mod tests {
             (o.records.len(), written(&o), o.failed_record_count),
             (7, 7, 0)
         );
-        let sizes: Vec<usize> = publisher
-            .calls()
-            .iter()
-            .map(|c| match c {
-                Call::PutRecords(r) => r.len(),
-                Call::PutRecord(_) => 1,
-            })
-            .collect();
+        let sizes: Vec<usize> = publisher.calls().iter().map(|c| c.records.len()).collect();
         assert_eq!(sizes, [3, 3, 1]);
     }
 

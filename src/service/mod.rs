@@ -5,8 +5,6 @@ mod coalesce;
 mod delivery;
 mod ingest;
 mod shard_map;
-#[cfg(test)]
-mod testing;
 
 pub use ingest::{IngestService, WriteOutcome, WriteRequest};
 
