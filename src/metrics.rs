@@ -220,7 +220,9 @@ fn outcome_label(error: Option<&PublishError>) -> &'static str {
         Some(PublishError::NotFound { .. }) => "not_found",
         Some(PublishError::Throttled { .. }) => "throttled",
         Some(PublishError::Rejected { .. }) => "rejected",
-        Some(PublishError::Upstream { .. }) => "upstream_error",
+        Some(PublishError::Upstream { .. } | PublishError::NoCredentials { .. }) => {
+            "upstream_error"
+        }
         Some(PublishError::Unavailable { .. }) => "unavailable",
         Some(PublishError::Timeout { .. }) => "timeout",
     }
