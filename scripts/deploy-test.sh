@@ -2,7 +2,8 @@
 # `make deploy-test`: deploy/ against the running service (needs the release binary; ~1 min).
 #
 # 1. The Kubernetes ConfigMap + Secret as the environment of a real instance: it starts with the
-#    production profile, turns ready, and its keys and allowlist behave (401 / 403 / 200).
+#    production profile, turns ready, and its keys and allowlist behave (401 / 403 / 200), and
+#    /metrics needs a key (Prometheus' own, which writes nothing).
 # 2. The Grafana dashboard against a real Prometheus (Debian's package) that scraped three
 #    instances under load: "healthy" (coalescing, emulator), "flaky" (not coalescing, so both
 #    PutRecord and PutRecords, on a Kinesis that throttles and fails on purpose:
@@ -68,13 +69,20 @@ key_a=$(post -H 'Authorization: Bearer example-key-change-me' -d x "http://127.0
 wrong_stream=$(post -H 'Authorization: Bearer example-key-change-me' -d x "http://127.0.0.1:$k8s_port/streams/orders/records")
 key_b=$(post -H 'x-api-key: example-key-b-change-me' -d x "http://127.0.0.1:$k8s_port/streams/orders/records")
 unlisted=$(post -H 'Authorization: Bearer example-key-change-me' -d x "http://127.0.0.1:$k8s_port/streams/dash/records")
+# /metrics names the streams, so production asks for a key: Prometheus has one that writes nothing.
+get() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+metrics_no_key=$(get "http://127.0.0.1:$k8s_port/metrics")
+metrics_prom=$(get -H 'Authorization: Bearer example-prometheus-key-change-me' "http://127.0.0.1:$k8s_port/metrics")
+prom_writes=$(post -H 'Authorization: Bearer example-prometheus-key-change-me' -d x "http://127.0.0.1:$k8s_port/streams/clickstream/records")
 kill -TERM "$k8s_pid"
 set +e; wait "$k8s_pid"; k8s_exit=$?; set -e
 echo "$(tr -cd '\0' <"$work/k8s.env" | wc -c) variables; ready; no key $no_key, team-a key on clickstream $key_a," \
-  "team-a on orders $wrong_stream, team-b on orders $key_b, unlisted stream $unlisted; JSON logs:" \
-  "$(head -c 1 "$work/k8s.log")...; SIGTERM -> exit $k8s_exit"
-[ "$no_key/$key_a/$wrong_stream/$key_b/$unlisted/$k8s_exit" = "401/200/403/200/404/0" ] \
-  || { echo "FAIL: expected 401/200/403/200/404/0" >&2; exit 1; }
+  "team-a on orders $wrong_stream, team-b on orders $key_b, unlisted stream $unlisted;" \
+  "/metrics without a key $metrics_no_key, with Prometheus' $metrics_prom; Prometheus' key writing" \
+  "$prom_writes; JSON logs: $(head -c 1 "$work/k8s.log")...; SIGTERM -> exit $k8s_exit"
+got="$no_key/$key_a/$wrong_stream/$key_b/$unlisted/$metrics_no_key/$metrics_prom/$prom_writes/$k8s_exit"
+[ "$got" = "401/200/403/200/404/401/200/403/0" ] \
+  || { echo "FAIL: $got, expected 401/200/403/200/404/401/200/403/0" >&2; exit 1; }
 head -c 1 "$work/k8s.log" | grep -q '{' || { echo "FAIL: not JSON logs" >&2; exit 1; }
 
 echo "== 2. the dashboard against Prometheus scraping three instances under load"

@@ -157,15 +157,15 @@ impl AccessPolicy {
     }
 }
 
-/// `Authorization: Bearer <key>`, else `x-api-key: <key>`.
+/// `Authorization: Bearer <key>`, else `x-api-key: <key>`. The scheme is matched without regard
+/// to case (`BEARER` and `bearer` too): RFC 9110 §11.1 makes auth schemes case-insensitive, and
+/// clients that upper-case it exist.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.split_once(' '))
+        .and_then(|(scheme, key)| scheme.eq_ignore_ascii_case("bearer").then_some(key))
         .map(str::trim);
     bearer
         .or_else(|| {
@@ -241,6 +241,14 @@ mod tests {
             p.authorize(&a, "c"),
             Err(AccessError::StreamNotAllowed("c".into()))
         );
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            let caller = p.authenticate(&headers("authorization", &format!("{scheme} key-a")));
+            assert_eq!(caller, Ok(a.clone()), "scheme {scheme:?} (RFC 9110 §11.1)");
+        }
+        for not_bearer in ["Basic key-a", "Bearerkey-a", "key-a"] {
+            let caller = p.authenticate(&headers("authorization", not_bearer));
+            assert_eq!(caller, Err(AccessError::Unauthenticated), "{not_bearer:?}");
+        }
         let all = p.authenticate(&headers("x-api-key", "key-all")).unwrap();
         assert_eq!(p.authorize(&all, "b"), Ok(()));
         assert_eq!(

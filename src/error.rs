@@ -463,7 +463,9 @@ impl ApiError {
                 PublishError::NotFound { .. } => &p::STREAM_NOT_FOUND,
                 PublishError::Throttled { .. } => &p::THROTTLED,
                 PublishError::Rejected { .. } => &p::KINESIS_REJECTED,
-                PublishError::Upstream { .. } => &p::UPSTREAM_ERROR,
+                PublishError::Upstream { .. } | PublishError::NoCredentials { .. } => {
+                    &p::UPSTREAM_ERROR
+                }
                 PublishError::Unavailable { .. } => &p::UPSTREAM_UNAVAILABLE,
                 PublishError::Timeout { .. } => &p::UPSTREAM_TIMEOUT,
             },
@@ -517,6 +519,14 @@ impl ApiError {
             Self::Publish(PublishError::NotFound { stream, .. }) => {
                 problem.log_detail = Some(std::mem::take(&mut problem.detail));
                 problem.detail = format!("Stream {stream} not found");
+            }
+            // Not "Kinesis refused": Kinesis was never called. That the service lacks credentials
+            // is no internal detail (readiness says it too); the chain's own words stay in the log.
+            Self::Publish(PublishError::NoCredentials { .. }) => {
+                problem.detail = "The service has no AWS credentials to sign its request to \
+                                  Kinesis with, so Kinesis was not called; the details are in the \
+                                  service's log"
+                    .to_owned();
             }
             _ => {}
         }

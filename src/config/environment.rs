@@ -246,6 +246,22 @@ mod tests {
     }
 
     #[test]
+    fn production_is_closed_metrics_included() {
+        let production = load(&[("APP_ENVIRONMENT", "production")]).unwrap();
+        assert!(production.auth.required && !production.streams.allow_all);
+        // /metrics names every stream written: an unauthenticated caller must not learn them.
+        assert!(
+            production.metrics.require_auth,
+            "metrics need a key in production"
+        );
+        let local = load(&[]).unwrap();
+        assert!(
+            !local.metrics.require_auth,
+            "open locally, for curl and make run"
+        );
+    }
+
+    #[test]
     fn a_bad_list_names_its_variable() {
         for (var, value) in [
             ("APP_STREAMS__ALLOWED", "[not json"),

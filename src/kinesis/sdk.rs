@@ -8,6 +8,7 @@ use aws_sdk_kinesis::error::SdkError;
 use aws_sdk_kinesis::operation::RequestId;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{EncryptionType, PutRecordsRequestEntry};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use aws_sdk_kinesis::config::{ProvideCredentials, SharedCredentialsProvider};
 
@@ -26,6 +27,8 @@ pub struct SdkPublisher {
     credentials: Option<SharedCredentialsProvider>,
     /// Streams configured with an ARN or another region (`streams.allowed`).
     targets: HashMap<String, Target>,
+    /// Where calls go, for the log line of a call that could not reach it.
+    endpoint: String,
 }
 
 /// How to reach one stream: its client (region) and, optionally, its ARN.
@@ -42,6 +45,10 @@ impl SdkPublisher {
             client: super::build_sdk_client(config),
             credentials: config.credentials_provider(),
             targets: HashMap::new(),
+            endpoint: super::lean::endpoint_url(config).unwrap_or_else(|| {
+                let region = config.region().map_or("(none)", |r| r.as_ref());
+                format!("(the AWS endpoint of region {region})")
+            }),
         }
     }
 
@@ -123,7 +130,7 @@ impl KinesisPublisher for SdkPublisher {
             .data(blob(record))
             .send()
             .await
-            .map_err(|e| PublishError::from_sdk(&e).about(stream.as_str()))?;
+            .map_err(|e| self.classify(&e, stream))?;
         Ok(PutRecordOutcome {
             request_id: out.request_id().map(str::to_owned),
             encryption_type: encryption(out.encryption_type()),
@@ -156,7 +163,7 @@ impl KinesisPublisher for SdkPublisher {
             .set_records(Some(entries))
             .send()
             .await
-            .map_err(|e| PublishError::from_sdk(&e).about(stream.as_str()))?;
+            .map_err(|e| self.classify(&e, stream))?;
         let request_id = out.request_id().map(str::to_owned);
         let encryption_type = encryption(out.encryption_type());
         let entries = out
@@ -189,7 +196,7 @@ impl KinesisPublisher for SdkPublisher {
             let out = request
                 .send()
                 .await
-                .map_err(|e| PublishError::from_sdk(&e).about(stream.as_str()))?;
+                .map_err(|e| self.classify(&e, stream))?;
             for shard in out.shards() {
                 let closed = shard
                     .sequence_number_range()
@@ -219,7 +226,7 @@ impl KinesisPublisher for SdkPublisher {
             // Any modelled or unmodelled answer from the service (even AccessDenied: the role may
             // lack kinesis:ListStreams) proves the endpoint answers and our request was signed.
             Err(SdkError::ServiceError(_)) => return ProbeResult::Answered,
-            Err(e) => PublishError::from_sdk(&e),
+            Err(e) => PublishError::from_sdk(&e).at(&self.endpoint),
         };
         // The SDK reports a credential failure as a generic one: ask the chain itself, so the
         // operator reads "no AWS credentials" rather than a dispatch error.
@@ -232,6 +239,7 @@ impl KinesisPublisher for SdkPublisher {
         let cause = match error {
             PublishError::Timeout { .. } => NotReadyCause::TimedOut,
             PublishError::Unavailable { .. } => NotReadyCause::Unreachable,
+            PublishError::NoCredentials { .. } => NotReadyCause::NoCredentials,
             _ => NotReadyCause::Other,
         };
         ProbeResult::Failed(NotReady {
@@ -242,6 +250,16 @@ impl KinesisPublisher for SdkPublisher {
 }
 
 impl SdkPublisher {
+    /// An SDK error as ours, naming the stream and, when it was not reached, the endpoint.
+    fn classify<E>(&self, e: &SdkError<E, HttpResponse>, stream: &StreamName) -> PublishError
+    where
+        E: aws_sdk_kinesis::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        PublishError::from_sdk(e)
+            .about(stream.as_str())
+            .at(&self.endpoint)
+    }
+
     async fn credentials_resolve(&self) -> Result<(), String> {
         let Some(provider) = &self.credentials else {
             return Err("no credentials provider is configured".to_owned());

@@ -311,6 +311,53 @@ async fn missing_credentials_are_logged_once_and_readiness_says_why() {
     assert_eq!(server.logged("WARN"), Vec::<serde_json::Value>::new());
 }
 
+/// Issue #20 item 3: the binary as `make run` starts it (local profile), with credentials and
+/// nothing listening at the endpoint: the log line of the failed write names the endpoint and
+/// says that `make run` starts the emulator; the answer's body names neither. Both publishers.
+#[tokio::test]
+async fn an_unreachable_endpoint_is_named_in_the_log_and_not_in_the_answer() {
+    for publisher in ["lean", "sdk"] {
+        let endpoint = closed_endpoint();
+        let mut cmd = with_test_credentials();
+        cmd.env("APP_KINESIS__ENDPOINT_URL", &endpoint)
+            .env("APP_KINESIS__PUBLISHER", publisher)
+            .env("APP_DELIVERY__MAX_ATTEMPTS", "1");
+        let server = Server::start(cmd);
+
+        let response = reqwest::Client::new()
+            .post(server.url("/streams/s/records"))
+            .header("content-type", "application/json")
+            .body("1")
+            .send()
+            .await
+            .unwrap();
+
+        let body = assert_problem(response, 503, "upstream_unavailable").await;
+        assert!(
+            !body.to_string().contains("127.0.0.1"),
+            "{publisher}: {body}"
+        );
+        let server = &server;
+        let line = eventually(
+            "the failed write's log line",
+            Duration::from_secs(5),
+            || {
+                let found = server
+                    .logged("WARN")
+                    .into_iter()
+                    .find(|l| l["code"] == "upstream_unavailable");
+                async move { found }
+            },
+        )
+        .await;
+        let detail = line["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&endpoint) && detail.contains("`make run` starts one"),
+            "{publisher}: {detail}"
+        );
+    }
+}
+
 /// Kills the child if the test fails before it exits, so no server outlives the test.
 struct KillOnDrop(std::process::Child);
 

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use fake_kinesis::{CallCtx, CallError, CallVerdict, EntryCtx, EntryVerdict, FakeKinesis, Plan};
+use fake_kinesis::{
+    CallCtx, CallError, CallVerdict, EntryCtx, EntryVerdict, FakeKinesis, HangUp, Plan,
+};
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -402,4 +404,44 @@ async fn shutdown_drains_a_request_that_is_still_retrying() {
         .expect("server stops")
         .unwrap()
         .unwrap();
+}
+
+/// Issue #22 item 4: a connection Kinesis closes mid-call (it was killed, or a proxy dropped the
+/// connection) is a transport failure on both publishers: retried, and when the retries run out
+/// answered 503 `upstream_unavailable` with `Retry-After`, never 502. Also with the connection
+/// closed after a part of the answer, and a hang-up followed by a healthy call is a 200.
+#[tokio::test]
+async fn a_connection_closed_mid_call_is_retried_then_503_with_retry_after_on_both_publishers() {
+    use kinesis_writer::config::PublisherKind;
+    for publisher in [PublisherKind::Lean, PublisherKind::Sdk] {
+        for how in [HangUp::BeforeAnswer, HangUp::MidAnswer] {
+            let case = format!("{publisher:?}, {how:?}");
+            let app = spawn_fake_app(|s, _| {
+                s.kinesis.publisher = publisher;
+                s.delivery.max_attempts = 3;
+                s.coalesce.enabled = false;
+            })
+            .await;
+            let fake = app.fake();
+            fake.set_plan(Plan::hang_up_all_calls(how));
+
+            let single = app.post("", &[], "1").await;
+            let calls_for_single = fake.calls();
+            let batch = post_batch(&app, "", &["x", "y"]).await;
+
+            assert_eq!(calls_for_single, 3, "{case}: retried up to max_attempts");
+            assert_eq!(fake.calls(), 6, "{case}: the batch too");
+            for response in [single, batch] {
+                assert_eq!(response.headers()["retry-after"], "1", "{case}");
+                assert_problem(response, 503, "upstream_unavailable").await;
+            }
+
+            fake.reset();
+            fake.set_plan(Plan::hang_up_first_calls(1, how));
+            let recovered = app.post("", &[], "2").await;
+            assert_eq!(recovered.status(), 200, "{case}: the retry succeeds");
+            assert_eq!(fake.calls(), 2, "{case}");
+            assert_eq!(fake.received().len(), 1, "{case}");
+        }
+    }
 }

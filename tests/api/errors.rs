@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::{ProvideCredentials, error::CredentialsError, future};
+use kinesis_writer::config::PublisherKind;
 use kinesis_writer::domain::{PutRecordOutcome, PutRecordsOutcome, Record, StreamName};
 use kinesis_writer::kinesis::{KinesisPublisher, ProbeResult, PublishError};
 
@@ -243,39 +244,44 @@ impl ProvideCredentials for NoCredentials {
     }
 }
 
+/// Issue #20 item 3: without credentials Kinesis is never called, so the 502 says that the
+/// service has nothing to sign with (no internal detail: readiness says as much), not that
+/// "Kinesis refused the service's request". On both publishers.
 #[tokio::test]
-async fn no_credentials_is_502_upstream_error_and_not_ready() {
-    let settings = test_settings(crate::helpers::emulator_endpoint());
-    let loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(NoCredentials);
-    let app = serve(
-        kinesis_writer::startup::Application::build_with_aws(settings, loader)
-            .await
-            .unwrap(),
-    );
+async fn no_credentials_is_502_upstream_error_that_says_so_and_not_ready() {
+    for publisher in [PublisherKind::Lean, PublisherKind::Sdk] {
+        let mut settings = test_settings(crate::helpers::emulator_endpoint());
+        settings.kinesis.publisher = publisher;
+        let loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(NoCredentials);
+        let app = serve(
+            kinesis_writer::startup::Application::build_with_aws(settings, loader)
+                .await
+                .unwrap(),
+        );
 
-    let response = app.post("", &[], "1").await;
-    let body = assert_problem(response, 502, "upstream_error").await;
-    assert!(
-        !body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("credentials in this test"),
-        "{body}"
-    );
+        let response = app.post("", &[], "1").await;
+        let body = assert_problem(response, 502, "upstream_error").await;
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("no AWS credentials") && !detail.contains("refused"),
+            "{publisher:?}: {body}"
+        );
+        assert!(!detail.contains("credentials in this test"), "{body}");
 
-    // The first probe's answer replaces "not probed yet" within a few hundred ms.
-    let app = &app;
-    eventually(
-        "readiness says no AWS credentials found",
-        Duration::from_secs(10),
-        || async move {
-            let body = assert_problem(app.get("/health/ready").await, 503, "not_ready").await;
-            (body["detail"] == "not ready: no AWS credentials found").then_some(())
-        },
-    )
-    .await;
+        // The first probe's answer replaces "not probed yet" within a few hundred ms.
+        let app = &app;
+        eventually(
+            "readiness says no AWS credentials found",
+            Duration::from_secs(10),
+            || async move {
+                let body = assert_problem(app.get("/health/ready").await, 503, "not_ready").await;
+                (body["detail"] == "not ready: no AWS credentials found").then_some(())
+            },
+        )
+        .await;
+    }
 }
 
 /// A publisher whose every call panics, standing in for a bug anywhere below the handler.

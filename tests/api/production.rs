@@ -50,14 +50,17 @@ async fn the_auth_matrix_on_the_real_emulator() {
     let other = post(Some(("x-api-key", "s3cret-other"))).await;
     let ok = post(Some(("authorization", "Bearer s3cret-writer"))).await;
     let ok2 = post(Some(("x-api-key", "s3cret-writer"))).await;
+    // Auth schemes are case-insensitive (RFC 9110 §11.1).
+    let upper = post(Some(("authorization", "BEARER s3cret-writer"))).await;
 
     assert_eq!(none.headers()["www-authenticate"], "Bearer");
     assert_problem(none, 401, "unauthorized").await;
     assert_problem(wrong, 401, "unauthorized").await;
     assert_problem(other, 403, "forbidden").await;
-    assert_eq!((ok.status().as_u16(), ok2.status().as_u16()), (200, 200));
+    let statuses = [ok.status(), ok2.status(), upper.status()].map(|s| s.as_u16());
+    assert_eq!(statuses, [200, 200, 200], "Bearer, x-api-key, BEARER");
     let landed = app.landed().await;
-    assert_eq!(landed.len(), 2, "only the authorised writes landed");
+    assert_eq!(landed.len(), 3, "only the authorised writes landed");
     assert!(
         landed
             .iter()

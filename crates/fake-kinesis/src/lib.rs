@@ -50,7 +50,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use plan::{
-    CallCtx, CallError, CallRule, CallVerdict, EntryCtx, EntryRule, EntryVerdict, Operation, Plan,
+    CallCtx, CallError, CallRule, CallVerdict, EntryCtx, EntryRule, EntryVerdict, HangUp,
+    Operation, Plan,
 };
 
 /// The only shard the fake has.
@@ -745,6 +746,28 @@ async fn kinesis(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
     // but its answer was slow: a client that times out may find them written (and duplicate them
     // by retrying). Sleeping first would let a client's disconnect cancel the write instead.
     let delay = verdict.delay;
+    if let Some(how) = verdict.hang_up {
+        counters.calls_failed.fetch_add(1, Ordering::Relaxed);
+        counters
+            .records_failed
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        if !shared.count_only {
+            let mut attempts = lock(&shared.attempts);
+            for e in entries {
+                attempts.push(Attempt {
+                    operation,
+                    stream: stream.to_owned(),
+                    partition_key: e.partition_key.as_ref().to_owned(),
+                    data: e.data.bytes().map(Cow::into_owned).unwrap_or_default(),
+                    outcome: Outcome::CallFailed {
+                        error_type: format!("{how:?}"),
+                    },
+                });
+            }
+        }
+        late(delay).await;
+        return hang_up(how, &reply);
+    }
     if let Some(err) = verdict.error {
         counters.calls_failed.fetch_add(1, Ordering::Relaxed);
         counters
@@ -805,6 +828,57 @@ async fn kinesis(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
     };
     late(delay).await;
     response
+}
+
+/// An answer that is not one: its body fails, and hyper then closes the connection. Failing at
+/// once drops the status line and headers still in hyper's write buffer (nothing reaches the
+/// client); failing after a first chunk and a pause (in which hyper flushes) cuts the body short.
+fn hang_up(how: HangUp, reply: &Reply) -> Response {
+    let mut response = Response::new(axum::body::Body::new(Broken {
+        first: match how {
+            HangUp::BeforeAnswer => None,
+            HangUp::MidAnswer => Some(Bytes::from_static(b"{\"FailedRecordCount\":0,")),
+        },
+        pause: None,
+    }));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, reply.protocol.content_type());
+    // More than will ever come, so the client knows the body was cut short.
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("4096"));
+    response
+}
+
+/// A body that yields `first` (if any), pauses 50 ms, then fails.
+struct Broken {
+    first: Option<Bytes>,
+    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl http_body::Body for Broken {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        if let Some(first) = self.first.take() {
+            self.pause = Some(Box::pin(tokio::time::sleep(
+                std::time::Duration::from_millis(50),
+            )));
+            return Poll::Ready(Some(Ok(http_body::Frame::data(first))));
+        }
+        if let Some(pause) = self.pause.as_mut()
+            && pause.as_mut().poll(cx).is_pending()
+        {
+            return Poll::Pending;
+        }
+        Poll::Ready(Some(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "fake-kinesis hangs up, as planned",
+        ))))
+    }
 }
 
 /// Waits `delay` before answering. No delay means no timer at all: tokio's timer wheel has 1 ms

@@ -120,7 +120,20 @@ impl CallError {
     }
 }
 
-/// The answer of a call rule: an optional delay before answering, then an optional error.
+/// How a call's connection is closed instead of answered, as when Kinesis (or a proxy in front of
+/// it, or the emulator) dies mid-call. The call's records are not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HangUp {
+    /// The request was read; the connection closes without a byte of answer (the client sees
+    /// "connection closed before message completed").
+    BeforeAnswer,
+    /// A `200` status line and headers announcing a body, a few bytes of it, then the connection
+    /// closes (the client fails while reading the body).
+    MidAnswer,
+}
+
+/// The answer of a call rule: an optional delay before answering, then an optional error (or a
+/// hang-up).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallVerdict {
     /// Wait this long before answering (to trigger client timeouts). The call is still processed
@@ -129,6 +142,8 @@ pub struct CallVerdict {
     pub delay: Duration,
     /// Answer with this error instead of processing the records.
     pub error: Option<CallError>,
+    /// Close the connection instead of answering (after `delay`); beats `error`.
+    pub hang_up: Option<HangUp>,
 }
 
 impl CallVerdict {
@@ -139,13 +154,23 @@ impl CallVerdict {
     /// Fail the whole call.
     pub fn fail(error: CallError) -> Self {
         Self {
-            delay: Duration::ZERO,
             error: Some(error),
+            ..Self::default()
         }
     }
     /// Wait, then process normally.
     pub fn delay(delay: Duration) -> Self {
-        Self { delay, error: None }
+        Self {
+            delay,
+            ..Self::default()
+        }
+    }
+    /// Close the connection instead of answering.
+    pub fn hang_up(how: HangUp) -> Self {
+        Self {
+            hang_up: Some(how),
+            ..Self::default()
+        }
     }
 }
 
@@ -283,6 +308,22 @@ impl Plan {
     pub fn fail_calls_randomly(p: f64, seed: u64, error: CallError) -> Self {
         let rng = SplitMix64::new(seed);
         Self::fail_calls_when(error, move |_| rng.next_f64() < p)
+    }
+
+    /// Hang up on the first `n` Put calls (since start or reset) `how`, then proceed.
+    pub fn hang_up_first_calls(n: u64, how: HangUp) -> Self {
+        Self::calls(move |c| {
+            if c.call_index < n {
+                CallVerdict::hang_up(how)
+            } else {
+                CallVerdict::proceed()
+            }
+        })
+    }
+
+    /// Hang up on every Put call `how`.
+    pub fn hang_up_all_calls(how: HangUp) -> Self {
+        Self::hang_up_first_calls(u64::MAX, how)
     }
 
     /// Delay the first `n` Put calls by `delay` (to make the client time out), then answer at once.

@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
-use super::upstream;
 use crate::kinesis::PublishError;
 
 /// Credentials expiring within this margin are refreshed first (the SDK's identity cache uses
@@ -46,14 +45,15 @@ impl CredentialCache {
         if let Some(c) = self.fresh() {
             return Ok(c);
         }
+        let none = |detail: String| PublishError::NoCredentials { detail };
         let Some(provider) = &self.provider else {
-            return Err(upstream("no credentials provider is configured".to_owned()));
+            return Err(none("no credentials provider is configured".to_owned()));
         };
         let loaded = tokio::time::timeout(self.load_timeout, provider.provide_credentials())
             .await
-            .map_err(|_| upstream("loading AWS credentials timed out".to_owned()))?
+            .map_err(|_| none("loading AWS credentials timed out".to_owned()))?
             .map_err(|e| {
-                upstream(format!(
+                none(format!(
                     "failed to load AWS credentials: {}",
                     aws_sdk_kinesis::error::DisplayErrorContext(e)
                 ))
@@ -131,11 +131,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn no_provider_is_an_upstream_error() {
+    async fn no_provider_is_no_credentials() {
         let none = CredentialCache::new(None, Duration::from_secs(1));
         assert!(matches!(
             none.get().await,
-            Err(PublishError::Upstream { .. })
+            Err(PublishError::NoCredentials { .. })
         ));
     }
 }

@@ -226,13 +226,7 @@ impl LeanPublisher {
         let exchange = async {
             let response = self.http.call(request).await.map_err(|e| {
                 let detail = format!("{}", super::error::DisplayChain(&e));
-                if e.is_timeout() {
-                    PublishError::Timeout { detail }
-                } else if e.is_io() {
-                    PublishError::Unavailable { detail }
-                } else {
-                    PublishError::Upstream { detail }
-                }
+                PublishError::from_connector(&e, detail).at(&endpoint.uri.to_string())
             })?;
             let status = response.status().as_u16();
             let request_id = response
@@ -251,8 +245,14 @@ impl LeanPublisher {
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| PublishError::Unavailable {
-                    detail: format!("reading Kinesis' answer failed: {e}"),
+                .map_err(|e| {
+                    PublishError::Unavailable {
+                        detail: format!(
+                            "reading Kinesis' answer failed: {}",
+                            super::error::DisplayChain(e.as_ref())
+                        ),
+                    }
+                    .at(&endpoint.uri.to_string())
                 })?
                 .to_bytes();
             Ok(Answer {
@@ -265,8 +265,11 @@ impl LeanPublisher {
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| PublishError::Timeout {
-                detail: format!("no answer from Kinesis within {:?}", self.timeout),
+            .map_err(|_| {
+                PublishError::Timeout {
+                    detail: format!("no answer from Kinesis within {:?}", self.timeout),
+                }
+                .at(&endpoint.uri.to_string())
             })?
     }
 }
@@ -309,7 +312,7 @@ impl Endpoint {
 /// The endpoint override the SDK client would use: the loader's `endpoint_url` when set in code,
 /// else `AWS_ENDPOINT_URL_KINESIS` / the profile's `kinesis.endpoint_url`, else `AWS_ENDPOINT_URL`
 /// (the order of `aws_sdk_kinesis::config::Builder::from(&SdkConfig)`).
-fn endpoint_url(config: &SdkConfig) -> Option<String> {
+pub(super) fn endpoint_url(config: &SdkConfig) -> Option<String> {
     if config.get_origin("endpoint_url").is_client_config() {
         return config.endpoint_url().map(str::to_owned);
     }
@@ -613,7 +616,7 @@ fn sanitize_error_code(raw: &str) -> &str {
     raw.rsplit('#').next().unwrap_or(raw)
 }
 
-/// Our own side failed (credentials, building the request): not retried, detail for the log.
+/// Our own side failed (building the request): not retried, detail for the log.
 fn upstream(detail: String) -> PublishError {
     PublishError::Upstream { detail }
 }
