@@ -13,7 +13,8 @@
 use serde::de::IgnoredAny;
 use tokio::sync::OnceCell;
 
-use super::{Answer, BodyWriter, SignedBody};
+use super::answer::Answer;
+use super::body::{BodyWriter, SignedBody};
 use crate::config::WireProtocol;
 use crate::kinesis::PublishError;
 
