@@ -6,14 +6,15 @@ string (what the schema's `type: string` generates) as its UTF-8 bytes. `text/pl
 `application/octet-stream` are built in.
 
 Steering. openapi.yaml states what each parameter accepts on its own; what the service accepts
-also depends on how the parameters combine (src/routes/records.rs, `WriteParams::request`), which
+also depends on how the parameters combine (src/routes/records.rs, `WriteQuery::request`), which
 OpenAPI 3.1 cannot state: NDJSON is always a batch, `sequence_number_for_ordering` is single mode
 only, `partition_key_pointer` excludes `partition_key` and needs a JSON body whose records have a
 key there, `envelope=true` needs JSON records of the form {"data": ...}. Left alone, most
 generated requests break one of these rules and stop at validation. So `map_case` repairs most
 positive cases (about 4 in 5) into a request the service accepts, writing to `example-stream`
-(which the script creates); the rest, and every negative case, are sent as generated and must be
-refused with a 4xx problem+json. The choice is a deterministic function of the generated case, so
+(which the script creates); the rest, and every negative case, are sent as generated (mostly
+refused with a 4xx problem+json). Whatever the request, the checks scripts/schemathesis.sh runs
+hold: no 5xx, and an answer the document describes. The choice is a deterministic function of the generated case, so
 Hypothesis sees the same test case each time it replays one.
 """
 
@@ -132,7 +133,8 @@ def steer(case):
     media = (case.media_type or "application/json").lower()
     json_body = media == "application/json" or media in NDJSON
 
-    # Which mode the body and record_per_entry make (src/routes/records.rs, body_kind/request).
+    # Which mode the body and record_per_entry make (src/routes/records.rs, body_kind and
+    # WriteQuery::request).
     if media in NDJSON:
         if flag(query, "record_per_entry") is False:
             del query["record_per_entry"]

@@ -3,9 +3,10 @@
     python3 tools/schemathesis/summary.py REPORT.ndjson
 
 For each operation and generation mode (positive: data the schema allows; negative: data it
-forbids), the number of requests sent and how they were answered: the share of 2xx, and the
-problem `code` of each refusal (src/error.rs), so that "the generated data rarely reaches the
-handler" is a number, not an impression. Reads the report only; prints plain lines (no line starts
+forbids), the number of requests sent and how they were answered: the share of 2xx, the share that
+got past the service's own validation to Kinesis (2xx, or one of the refusals only Kinesis makes),
+and the problem `code` of each refusal (src/error.rs), so that "the generated data rarely reaches
+the handler" is a number, not an impression. Reads the report only; prints plain lines (no line starts
 with `test result:` or `pytest result:`, which .ci/run counts).
 """
 
@@ -13,6 +14,17 @@ import base64
 import collections
 import json
 import sys
+
+
+# Answers that only come after the request passed validation and went to Kinesis (src/error.rs).
+FROM_KINESIS = {
+    "stream_not_found",
+    "kinesis_rejected",
+    "throttled",
+    "upstream_error",
+    "upstream_unavailable",
+    "upstream_timeout",
+}
 
 
 def interactions(path):
@@ -50,11 +62,18 @@ def main(path):
             seen[key]["2xx"] += 1
         else:
             seen[key][f"{status} {code}".rstrip()] += 1
+        if status is not None and (200 <= status < 300 or code in FROM_KINESIS):
+            seen[key]["to kinesis"] += 1
     for (label, mode), counts in sorted(seen.items()):
         total = counts.pop("requests")
         ok = counts.pop("2xx", 0)
+        sent = counts.pop("to kinesis", 0)
+        share = lambda n: f"{100 * n // max(total, 1)}%"  # noqa: E731
         refusals = ", ".join(f"{n} {what}" for what, n in counts.most_common())
-        print(f"{label} [{mode}]: {total} requests, {ok} 2xx ({100 * ok // max(total, 1)}%)")
+        line = f"{label} [{mode}]: {total} requests, {ok} 2xx ({share(ok)})"
+        if label.endswith("/records"):
+            line += f", {sent} past validation to Kinesis ({share(sent)})"
+        print(line)
         if refusals:
             print(f"    others: {refusals}")
 
