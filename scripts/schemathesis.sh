@@ -117,6 +117,10 @@ args=(--config-file "$tool/schemathesis.toml" run openapi.yaml --url "$base"
   --no-color)
 [ -n "${ST_MAX_TIME:-}" ] && args+=(--max-time "$ST_MAX_TIME")
 [ -n "${ST_SEED:-}" ] && args+=(--seed "$ST_SEED")
+# make test runs this each time (a few MB of NDJSON per run): keep the reports of the last 4 runs.
+for kind in ndjson junit; do
+  ls -t "$report"/"$kind"-* 2>/dev/null | tail -n +4 | xargs -r rm -f -- || true
+done
 start=$(date +%s)
 set +e
 SCHEMATHESIS_HOOKS="$tool/hooks.py" "$venv/bin/schemathesis" "${args[@]}" "$@"
