@@ -54,7 +54,11 @@ pub enum ValidationError {
     InvalidBody(String),
     #[error("with record_per_entry=true the body must be a JSON array of records")]
     DataMustBeList,
-    #[error("with record_per_entry=true the JSON array must hold at least one record")]
+    /// A JSON array with `record_per_entry=true`, or an NDJSON body, with no record in it.
+    #[error(
+        "a batch must hold at least one record: a non-empty JSON array with record_per_entry=true, \
+         or at least one NDJSON line"
+    )]
     EmptyBatch,
     #[error("the batch has {actual} records; the limit is {limit} per request")]
     TooManyRecords { limit: usize, actual: usize },

@@ -32,9 +32,9 @@ pub(crate) struct WriteQuery {
     record_per_entry: Option<bool>,
     /// 1–256 characters (UTF-16 code units). Absent: a UUID v4 per call (single mode) or per
     /// record (batch mode). A record's own key (envelope, pointer) wins over it.
-    /// (JSON Schema counts code points, Kinesis UTF-16 units, so the upper bound is stated here
-    /// rather than as `maxLength`.)
-    #[param(min_length = 1, example = "user-42")]
+    /// (`maxLength` counts code points, Kinesis UTF-16 units: a character outside the Basic
+    /// Multilingual Plane, such as an emoji, counts 2 towards the 256.)
+    #[param(min_length = 1, max_length = 256, example = "user-42")]
     partition_key: Option<String>,
     /// Batch mode: `true` sends a batch over 500 records or over the request-size limit as several
     /// PutRecords calls, merged into one answer; `false` refuses it (422). Default: the stream's
@@ -47,7 +47,7 @@ pub(crate) struct WriteQuery {
     /// An RFC 6901 JSON Pointer: each record's partition key is the value there in its own JSON
     /// data (a string as is, a number as sent, `true`/`false` as text). JSON and NDJSON bodies;
     /// not with `partition_key`.
-    #[param(example = "/user/id")]
+    #[param(pattern = "^(/([^~/]|~[01])*)*$", example = "/user/id")]
     partition_key_pointer: Option<String>,
     /// Kinesis `ExplicitHashKey` for every record without its own: a decimal from 0 to 2^128-1,
     /// `0` or no leading zero. It chooses the shard directly; it does not count in record size.
@@ -231,7 +231,7 @@ pub(crate) struct BinaryBody(Vec<u8>);
     path = "/streams/{stream}/records",
     tag = crate::openapi::RECORDS_TAG,
     params(
-        ("stream" = String, Path, description = "Kinesis stream name: 1-128 characters of [a-zA-Z0-9_.-]", min_length = 1, max_length = 128, pattern = "^[a-zA-Z0-9_.-]+$"),
+        ("stream" = String, Path, description = "Kinesis stream name: 1-128 characters of [a-zA-Z0-9_.-]", min_length = 1, max_length = 128, pattern = "^[a-zA-Z0-9_.-]+$", example = "example-stream"),
         WriteQuery
     ),
     request_body(

@@ -88,7 +88,10 @@ async fn a_bad_ndjson_line_is_refused_with_its_number_and_nothing_lands() {
     let problem = assert_problem(response, 400, "invalid_body").await;
     assert_eq!(problem["line"], 37);
     let empty = app.post("", &[NDJSON], "\n\r\n  \n").await;
-    assert_problem(empty, 422, "empty_batch").await;
+    let problem = assert_problem(empty, 422, "empty_batch").await;
+    // The caller sent NDJSON without record_per_entry: the detail must speak of what was sent.
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("NDJSON line"), "{detail}");
     let single = app.post("record_per_entry=false", &[NDJSON], "1\n").await;
     assert_problem(single, 400, "invalid_query_parameter").await;
     assert!(app.landed().await.is_empty());
