@@ -391,7 +391,7 @@ async fn send_batch(ctx: LaneCtx, batch: Batch, _permit: OwnedSemaphorePermit) {
     let chunk = match sent {
         Ok(chunk) => chunk,
         Err(panic) => {
-            let message = crate::error::panic_message(panic.as_ref()).to_owned();
+            let message = super::panic_message(panic.as_ref()).to_owned();
             for p in requests {
                 let error = IngestError::Internal(format!("a coalesced call panicked: {message}"));
                 let _ = p.reply.send(Err(error));
