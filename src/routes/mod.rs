@@ -1,6 +1,7 @@
 //! The router: every route, the OpenAPI document built from them, and the middleware stack.
 
 mod health;
+mod query;
 mod records;
 mod unread_body;
 
