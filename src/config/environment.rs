@@ -51,6 +51,11 @@ const LIST_VARS: &[ListVar] = &[
         names: true,
     },
     ListVar {
+        var: "APP_SPOOL__STREAMS",
+        key: "spool.streams",
+        names: true,
+    },
+    ListVar {
         var: "APP_AUTH__KEYS",
         key: "auth.keys",
         names: false,

@@ -1,7 +1,7 @@
 //! Settings: the layered configuration tree, its start-up validation, and the one place a
 //! stream's settings are resolved ([`Settings::stream`]). Each section's types live in a file of
-//! their own (`access`, `kinesis`, `limits`, `delivery`, `coalesce`, `aggregation`, `dev`); every
-//! per-stream list has the shape of [`PerStream`].
+//! their own (`access`, `kinesis`, `limits`, `delivery`, `coalesce`, `aggregation`, `spool`,
+//! `dev`); every per-stream list has the shape of [`PerStream`].
 //!
 //! Sources, later wins: `config/base.yaml`, `config/$APP_ENVIRONMENT.yaml` (`local` by default),
 //! then environment variables `APP_<SECTION>__<KEY>` (lists as one variable each, and the standard
@@ -24,6 +24,7 @@ mod environment;
 mod kinesis;
 mod limits;
 mod per_stream;
+mod spool;
 
 pub use access::{AllowedStream, ApiKeySettings, AuthSettings, StreamAccessSettings, StreamTarget};
 pub use aggregation::{
@@ -38,6 +39,7 @@ pub use environment::Env;
 pub use kinesis::{KinesisSettings, PublisherKind, WireProtocol};
 pub use limits::{LimitOverrides, LimitSettings, StreamLimitSettings};
 pub use per_stream::PerStream;
+pub use spool::{SpoolOverrides, SpoolSettings, StreamSpool, WhenFull};
 
 use crate::domain::limits::Limits;
 
@@ -58,6 +60,8 @@ pub struct Settings {
     pub coalesce: CoalesceSettings,
     #[serde(default)]
     pub aggregation: AggregationSettings,
+    #[serde(default)]
+    pub spool: SpoolSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -185,6 +189,8 @@ impl Settings {
         }
         self.coalesce.validate()?;
         self.aggregation.validate()?;
+        self.spool
+            .validate(|stream| self.limits_for(stream).max_request_size)?;
         Ok(())
     }
 
@@ -246,6 +252,7 @@ impl Settings {
         all.extend(self.delivery.streams.iter().map(|e| e.name.as_str()));
         all.extend(self.coalesce.streams.iter().map(|e| e.name.as_str()));
         all.extend(self.aggregation.streams.iter().map(|e| e.name.as_str()));
+        all.extend(self.spool.streams.iter().map(|e| e.name.as_str()));
         all
     }
 
