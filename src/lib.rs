@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod routes;
 pub mod server;
 pub mod service;
+pub mod spool;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

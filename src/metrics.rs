@@ -54,6 +54,24 @@ pub const AGGREGATION_MISPREDICTED: &str = "kinesis_aggregation_mispredicted_tot
 pub const AGGREGATION_RESENT_RECORDS: &str = "kinesis_aggregation_resent_records_total";
 /// KPL aggregation: ListShards calls made to (re)build a stream's shard map.
 pub const AGGREGATION_SHARD_MAP_REFRESHES: &str = "kinesis_aggregation_shard_map_refreshes_total";
+/// Spool: unshipped bytes on disk (frames included), per stream.
+pub const SPOOL_BYTES: &str = "spool_bytes";
+/// Spool: unshipped records, per stream.
+pub const SPOOL_RECORDS: &str = "spool_records";
+/// Spool: age of the oldest record not yet shipped (0 when none waits).
+pub const SPOOL_OLDEST_AGE: &str = "spool_oldest_unshipped_age_seconds";
+/// Spool: records Kinesis accepted from the spool.
+pub const SPOOL_SHIPPED: &str = "spool_records_shipped_total";
+/// Spool: records Kinesis refused for good, written to the dead-letter file.
+pub const SPOOL_DEAD_LETTERED: &str = "spool_records_dead_lettered_total";
+/// Spool: damaged bytes moved aside to `<spool.dir>/corrupt/`.
+pub const SPOOL_CORRUPT_BYTES: &str = "spool_corrupt_bytes_total";
+/// Spool: fsyncs of the log (each shared by every append queued meanwhile).
+pub const SPOOL_FSYNCS: &str = "spool_fsyncs_total";
+/// Spool: records made durable by one fsync (the group-commit size).
+pub const SPOOL_FSYNC_RECORDS: &str = "spool_fsync_records";
+/// Spool: writes refused with `503 spool_full`.
+pub const SPOOL_FULL: &str = "spool_full_total";
 
 /// Latency buckets in seconds, from a fast PutRecord to the retry deadline.
 const BUCKETS: [f64; 14] = [
@@ -62,6 +80,11 @@ const BUCKETS: [f64; 14] = [
 
 /// Size buckets for coalesced batches (records or requests per PutRecords call).
 const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 350.0, 500.0];
+
+/// Records per spool fsync: one lone request up to thousands queued behind a slow disk.
+const FSYNC_BUCKETS: [f64; 12] = [
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
+];
 
 /// Sizes of aggregated records in bytes, up to the 1 MiB default max record size.
 const AGGREGATE_BYTE_BUCKETS: [f64; 9] = [
@@ -99,6 +122,11 @@ fn install(upkeep: Option<Duration>) -> PrometheusHandle {
         .set_buckets_for_metric(
             Matcher::Prefix("coalesce_batch_".to_owned()),
             &BATCH_BUCKETS,
+        )
+        .expect("static buckets are valid")
+        .set_buckets_for_metric(
+            Matcher::Full(SPOOL_FSYNC_RECORDS.to_owned()),
+            &FSYNC_BUCKETS,
         )
         .expect("static buckets are valid")
         .set_buckets_for_metric(

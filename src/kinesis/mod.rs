@@ -13,6 +13,7 @@ mod lean;
 mod sdk;
 
 pub use client::{build_sdk_client, load_sdk_config};
+pub(crate) use codes::{CodeClass, classify as classify_code};
 pub use error::PublishError;
 pub use lean::LeanPublisher;
 pub use sdk::SdkPublisher;

@@ -6,6 +6,7 @@ mod delivery;
 mod ingest;
 mod shard_map;
 
+pub(crate) use delivery::send_chunk;
 pub use ingest::{IngestService, WriteOutcome, WriteRequest};
 
 use crate::domain::ValidationError;

@@ -1,0 +1,313 @@
+//! Durable acceptance (docs/api.md#durable-acceptance): a spooled stream's records are appended to
+//! a write-ahead log of the service's own and fsync'd before the 202, then shipped to Kinesis in
+//! the background, at least once and in the order accepted.
+//!
+//! - `frame`: a stored record and its CRC32C frame.
+//! - `log`: one stream's segment log: the group-commit writer, recovery, reader, progress.
+//! - `ship`: the shipper task per stream, and the dead-letter file.
+//!
+//! On disk, under `spool.dir`: `streams/s-<stream>/` (segments and progress), `corrupt/` (damaged
+//! bytes set aside at start), `dead-letter/<stream>.jsonl` (records Kinesis refused for good).
+//! docs/operations.md#durable-acceptance is the operator's view.
+
+mod frame;
+mod log;
+mod ship;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tokio::sync::{oneshot, watch};
+
+pub use frame::SpooledRecord;
+
+use crate::config::Settings;
+use crate::domain::{Record, StreamName};
+use crate::kinesis::KinesisPublisher;
+
+/// A segment is closed and a new one started past this size, so shipped data can be deleted
+/// while the stream keeps writing (a quarter of `max_bytes` for small spools).
+const SEGMENT_BYTES: u64 = 64 << 20;
+
+/// Why a spooled write was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// `spool.max_bytes` would be passed: 503 `spool_full`.
+    #[error("the spool holds as many unshipped bytes as it may ({used} of {limit}); retry later")]
+    Full { used: u64, limit: u64 },
+    /// The log cannot be written (disk error): 503, the detail for the log only.
+    #[error("{0}")]
+    Unwritable(String),
+}
+
+/// Unshipped bytes of all streams against `spool.max_bytes`, and the latch that keeps readiness
+/// failing after a `spool_full` until the backlog is below 90%.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    used: AtomicU64,
+    limit: u64,
+    full: AtomicBool,
+}
+
+impl Budget {
+    fn reserve(&self, bytes: u64) -> Result<(), SpoolError> {
+        let mut used = self.used.load(Ordering::Acquire);
+        loop {
+            if used + bytes > self.limit {
+                self.full.store(true, Ordering::Release);
+                return Err(SpoolError::Full {
+                    used,
+                    limit: self.limit,
+                });
+            }
+            match self.used.compare_exchange_weak(
+                used,
+                used + bytes,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    pub(crate) fn release(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    fn used(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// One spooled stream: its log's writer and what the shipper watches.
+#[derive(Debug)]
+struct StreamSpool {
+    writer: Mutex<std::sync::mpsc::Sender<log::Append>>,
+    stream: String,
+}
+
+/// The spool: every spooled stream's log and shipper, and the shared byte budget.
+#[derive(Debug)]
+pub struct Spool {
+    streams: HashMap<String, StreamSpool>,
+    budget: Arc<Budget>,
+    /// Set at shutdown once the drain budget is spent: shippers stop.
+    stop: watch::Sender<bool>,
+    shippers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Spool {
+    /// Opens the spool of `settings.spool` (`None` when no stream is spooled): recovers every
+    /// stream's log (damage is set aside, never a reason not to start), starts the writers and
+    /// the shippers. Needs a Tokio runtime.
+    pub fn open(
+        settings: &Arc<Settings>,
+        publisher: &Arc<dyn KinesisPublisher>,
+    ) -> anyhow::Result<Option<Arc<Self>>> {
+        let s = &settings.spool;
+        if s.streams.is_empty() {
+            return Ok(None);
+        }
+        let root = s.dir.clone();
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("Failed to create spool.dir {}", root.display()))?;
+        let budget = Arc::new(Budget {
+            used: AtomicU64::new(0),
+            limit: s.max_bytes,
+            full: AtomicBool::new(false),
+        });
+        let (stop, _) = watch::channel(false);
+        let segment_bytes = SEGMENT_BYTES.min((s.max_bytes / 4).max(64 * 1024));
+        let mut streams = HashMap::new();
+        let mut shippers = Vec::new();
+        for entry in &s.streams {
+            let name = entry.name.clone();
+            let dir = stream_dir(&root, &name);
+            let corrupt = root.join("corrupt");
+            let recovered = log::recover(&dir, &corrupt, &name)
+                .with_context(|| format!("Failed to read the spool in {}", dir.display()))?;
+            budget.used.fetch_add(recovered.bytes, Ordering::AcqRel);
+            let labels = [("stream", name.clone())];
+            if recovered.corrupt_bytes > 0 {
+                metrics::counter!(crate::metrics::SPOOL_CORRUPT_BYTES, &labels)
+                    .increment(recovered.corrupt_bytes);
+            }
+            metrics::gauge!(crate::metrics::SPOOL_BYTES, &labels).set(recovered.bytes as f64);
+            metrics::gauge!(crate::metrics::SPOOL_RECORDS, &labels).set(recovered.records as f64);
+            if recovered.records > 0 {
+                tracing::info!(
+                    stream = %name,
+                    records = recovered.records,
+                    bytes = recovered.bytes,
+                    "Spool recovered: unshipped records will be shipped"
+                );
+            }
+            let (writer, committed) = log::spawn_writer(
+                dir.clone(),
+                recovered.next_seq,
+                segment_bytes,
+                Observer(name.clone()),
+            )
+            .with_context(|| format!("Failed to start the spool writer in {}", dir.display()))?;
+            let stream = StreamName::parse(&name)?;
+            let shipper = ship::Shipper {
+                stream,
+                dir,
+                root: root.clone(),
+                committed,
+                publisher: publisher.clone(),
+                settings: settings.clone(),
+                budget: budget.clone(),
+                stop: stop.subscribe(),
+            };
+            shippers.push(tokio::spawn(shipper.run()));
+            streams.insert(
+                name.clone(),
+                StreamSpool {
+                    writer: Mutex::new(writer),
+                    stream: name,
+                },
+            );
+        }
+        tracing::info!(dir = %root.display(), streams = streams.len(), "Spool open");
+        Ok(Some(Arc::new(Self {
+            streams,
+            budget,
+            stop,
+            shippers: Mutex::new(shippers),
+        })))
+    }
+
+    /// Whether `stream`'s writes are spooled.
+    pub fn spools(&self, stream: &str) -> bool {
+        self.streams.contains_key(stream)
+    }
+
+    /// Appends `records` to `stream`'s log and waits for the fsync that makes them durable; their
+    /// `RecordId`s, in order.
+    pub async fn append(
+        &self,
+        stream: &StreamName,
+        records: Vec<Record>,
+    ) -> Result<Vec<uuid::Uuid>, SpoolError> {
+        let Some(spool) = self.streams.get(stream.as_str()) else {
+            return Err(SpoolError::Unwritable(format!("{stream} is not spooled")));
+        };
+        let accepted_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut frames = Vec::new();
+        let mut ids = Vec::with_capacity(records.len());
+        for r in records {
+            let stored = SpooledRecord {
+                id: uuid::Uuid::new_v4(),
+                accepted_ms,
+                stream: spool.stream.clone(),
+                partition_key: r.partition_key.as_str().to_owned(),
+                explicit_hash_key: r.explicit_hash_key.map(|k| k.as_str().to_owned()),
+                data: r.data,
+            };
+            ids.push(stored.id);
+            frame::encode(&stored, &mut frames);
+        }
+        let bytes = frames.len() as u64;
+        if let Err(e) = self.budget.reserve(bytes) {
+            metrics::counter!(crate::metrics::SPOOL_FULL, "stream" => stream.to_string())
+                .increment(1);
+            return Err(e);
+        }
+        let (reply, done) = oneshot::channel();
+        let append = log::Append {
+            frames,
+            records: ids.len(),
+            reply,
+        };
+        let sent = spool
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send(append);
+        let result = match sent {
+            Ok(()) => done
+                .await
+                .unwrap_or_else(|_| Err("the spool writer stopped".to_owned())),
+            Err(_) => Err("the spool writer stopped".to_owned()),
+        };
+        if let Err(why) = result {
+            self.budget.release(bytes);
+            return Err(SpoolError::Unwritable(why));
+        }
+        let labels = [("stream", stream.to_string())];
+        metrics::gauge!(crate::metrics::SPOOL_BYTES, &labels).increment(bytes as f64);
+        metrics::gauge!(crate::metrics::SPOOL_RECORDS, &labels).increment(ids.len() as f64);
+        Ok(ids)
+    }
+
+    /// Whether the spool takes writes (for readiness): not after a `spool_full` until the backlog
+    /// is below 90% of `spool.max_bytes`.
+    pub fn accepting(&self) -> bool {
+        if self.budget.full.load(Ordering::Acquire) {
+            if self.budget.used() * 10 >= self.budget.limit * 9 {
+                return false;
+            }
+            self.budget.full.store(false, Ordering::Release);
+        }
+        true
+    }
+
+    /// Unshipped bytes on disk, all streams.
+    pub fn backlog_bytes(&self) -> u64 {
+        self.budget.used()
+    }
+
+    /// At shutdown, after the last request: keeps shipping until the backlog is gone or `budget`
+    /// is spent, then stops the shippers. What is left stays on disk for the next start.
+    pub async fn drain(&self, budget: Duration) {
+        let started = Instant::now();
+        let left = loop {
+            let left = self.budget.used();
+            if left == 0 || started.elapsed() >= budget {
+                break left;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let _ = self.stop.send(true);
+        let shippers =
+            std::mem::take(&mut *self.shippers.lock().unwrap_or_else(PoisonError::into_inner));
+        for s in shippers {
+            s.abort();
+        }
+        if left > 0 {
+            tracing::warn!(
+                unshipped_bytes = left,
+                "Spool not drained within spool.drain_s: the rest stays on disk and ships at the \
+                 next start"
+            );
+        } else {
+            tracing::info!("Spool drained");
+        }
+    }
+}
+
+/// A stream's directory under the spool: a prefix keeps names such as `..` (a valid stream
+/// name) from meaning anything to the file system.
+fn stream_dir(root: &Path, stream: &str) -> PathBuf {
+    root.join("streams").join(format!("s-{stream}"))
+}
+
+/// Counts fsyncs and records per fsync for one stream.
+struct Observer(String);
+
+impl log::GroupObserver for Observer {
+    fn committed(&self, records: usize, _bytes: u64, _took: Duration) {
+        let labels = [("stream", self.0.clone())];
+        metrics::counter!(crate::metrics::SPOOL_FSYNCS, &labels).increment(1);
+        metrics::histogram!(crate::metrics::SPOOL_FSYNC_RECORDS, &labels).record(records as f64);
+    }
+}
