@@ -14,6 +14,7 @@ use crate::kinesis::{KinesisPublisher, LeanPublisher, SdkPublisher, load_sdk_con
 use crate::metrics::MeteredPublisher;
 use crate::server::ConnectionLimits;
 use crate::service::IngestService;
+use crate::spool::Spool;
 use crate::state::{AppState, AppStateInner, Readiness};
 
 #[derive(Debug)]
@@ -22,6 +23,8 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     settings: Arc<Settings>,
+    /// Drained at shutdown (`None`: no stream is spooled).
+    spool: Option<Arc<Spool>>,
 }
 
 impl Application {
@@ -69,8 +72,14 @@ impl Application {
         // Every Kinesis call is measured (a no-op when no recorder is installed).
         let publisher: Arc<dyn KinesisPublisher> = Arc::new(MeteredPublisher::new(publisher));
         let readiness = Readiness::spawn(publisher.clone(), settings.kinesis.readiness_interval());
+        // Before the listener serves: recovery of a spool left behind runs first, and its
+        // shippers start at once.
+        let spool = Spool::open(&settings, &publisher)?;
         let state = AppState::new(AppStateInner {
-            ingest: Arc::new(IngestService::new(publisher, settings.clone())),
+            ingest: Arc::new(
+                IngestService::new(publisher, settings.clone()).with_spool(spool.clone()),
+            ),
+            spool: spool.clone(),
             settings: settings.clone(),
             readiness,
             access: Arc::new(access),
@@ -93,6 +102,7 @@ impl Application {
             listener,
             router: crate::routes::router(state),
             settings,
+            spool,
         })
     }
 
@@ -108,7 +118,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
-    /// for up to `server.shutdown_drain_timeout_ms` (see [`crate::server`]).
+    /// for up to `server.shutdown_drain_timeout_ms` (see [`crate::server`]); then ships the
+    /// spool's backlog for up to `spool.drain_s`, leaving the rest on disk.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -121,6 +132,9 @@ impl Application {
             self.settings.server.shutdown_drain_timeout(),
         )
         .await;
+        if let Some(spool) = &self.spool {
+            spool.drain(self.settings.spool.drain()).await;
+        }
         tracing::info!("Stopped");
         Ok(())
     }

@@ -34,6 +34,8 @@ impl std::ops::Deref for AppState {
 #[derive(Debug)]
 pub struct AppStateInner {
     pub ingest: Arc<IngestService>,
+    /// For readiness: whether spooled writes are taken (`None`: no stream is spooled).
+    pub spool: Option<Arc<crate::spool::Spool>>,
     pub settings: Arc<Settings>,
     pub readiness: Readiness,
     pub access: Arc<AccessPolicy>,

@@ -20,6 +20,7 @@ use crate::access::AccessError;
 use crate::domain::ValidationError;
 use crate::kinesis::PublishError;
 use crate::service::IngestError;
+use crate::spool::SpoolError;
 
 /// Everything a request can fail with: the service's errors as they are (validation, Kinesis,
 /// overload, a bug in a coalescing lane), and what only HTTP knows.
@@ -69,6 +70,14 @@ impl ApiError {
             Self::Ingest(IngestError::Publish(e)) => publish_problem(e, detail),
             Self::Ingest(IngestError::Overloaded { .. }) | Self::TooBusy => {
                 Problem::new(&p::OVERLOADED, detail)
+            }
+            Self::Ingest(IngestError::Spool(SpoolError::Full { used, limit })) => Problem {
+                limit: usize::try_from(*limit).ok(),
+                actual: usize::try_from(*used).ok(),
+                ..Problem::new(&p::SPOOL_FULL, detail)
+            },
+            Self::Ingest(IngestError::Spool(SpoolError::Unwritable(_))) => {
+                Problem::new(&p::SPOOL_UNAVAILABLE, detail)
             }
             Self::Ingest(IngestError::Internal(_)) | Self::Panicked(_) => {
                 Problem::new(&p::INTERNAL_ERROR, detail)
@@ -205,7 +214,7 @@ mod tests {
                 kind.code
             );
             // 5xx bodies never echo internal detail, except where the words are our own.
-            if status >= 500 && !matches!(kind.code, "overloaded" | "not_ready") {
+            if status >= 500 && !matches!(kind.code, "overloaded" | "not_ready" | "spool_full") {
                 assert!(kind.public_detail.is_some(), "{}", kind.code);
             }
         }

@@ -255,6 +255,25 @@ pub const OVERLOADED: P = P::new(
 )
 .retry_after()
 .when("too many requests in flight, or coalescing's buffer is full");
+/// A spooled stream's log holds `spool.max_bytes` of unshipped records (docs/api.md#durable-acceptance).
+pub const SPOOL_FULL: P = P::new(
+    S::SERVICE_UNAVAILABLE,
+    "spool_full",
+    "Spool full",
+    OverloadedError,
+)
+.retry_after()
+.when("a spooled stream's spool holds spool.max_bytes of unshipped records (also /health/ready until below 90%)");
+/// The spool's log cannot be written (a disk error): the words name paths, so they stay in the log.
+pub const SPOOL_UNAVAILABLE: P = P::new(
+    S::SERVICE_UNAVAILABLE,
+    "spool_unavailable",
+    "Spool unavailable",
+    InternalError,
+)
+.retry_after()
+.hidden("The service could not store the records durably; nothing was accepted; retry later")
+.when("a spooled stream's log could not be written or fsync'd; nothing was accepted");
 /// `/health/ready`: the cause in general words; AWS's own stay in the log, where the
 /// readiness task writes them once.
 pub const NOT_READY: P = P::new(
@@ -278,7 +297,7 @@ pub const HTTP_ERROR: P = P::new(S::BAD_REQUEST, "http_error", "HTTP error", Req
     .when("another error from a layer of the HTTP stack");
 
 /// Every row, for documentation and tests.
-pub const ALL: [&P; 29] = [
+pub const ALL: [&P; 31] = [
     &INVALID_STREAM_NAME,
     &INVALID_QUERY_PARAMETER,
     &INVALID_BODY,
@@ -307,6 +326,8 @@ pub const ALL: [&P; 29] = [
     &OVERLOADED,
     &NOT_READY,
     &UPSTREAM_TIMEOUT,
+    &SPOOL_FULL,
+    &SPOOL_UNAVAILABLE,
     &HTTP_ERROR,
 ];
 

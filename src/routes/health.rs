@@ -15,29 +15,66 @@ use crate::state::AppState;
 pub(crate) struct HealthStatus {
     /// `live` or `ready`.
     status: &'static str,
+    /// With a spool, when Kinesis cannot be called: `unreachable` (spooled writes still get 202).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kinesis: Option<&'static str>,
+    /// With a spool, when Kinesis cannot be called: `buffering` (records wait on disk).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spool: Option<&'static str>,
+}
+
+impl HealthStatus {
+    fn plain(status: &'static str) -> Self {
+        Self {
+            status,
+            kinesis: None,
+            spool: None,
+        }
+    }
 }
 
 /// The process is up and serving HTTP.
 #[utoipa::path(get, path = "/health/live", tag = crate::openapi::HEALTH_TAG,
     responses((status = 200, description = "Alive", body = HealthStatus)))]
 pub(crate) async fn live() -> Json<HealthStatus> {
-    Json(HealthStatus { status: "live" })
+    Json(HealthStatus::plain("live"))
 }
 
 /// Configuration loaded, credentials resolvable and the Kinesis endpoint answering.
 ///
 /// Answered from a cached background probe: a readiness poll never costs an AWS call. Streams are
-/// not checked here (a missing stream is a 404 on write).
+/// not checked here (a missing stream is a 404 on write). With a spool (`spool.streams`), ready
+/// means able to accept: 200 while Kinesis is unreachable (`"kinesis": "unreachable", "spool":
+/// "buffering"`), 503 `spool_full` after a full spool until it is below 90%.
 #[utoipa::path(get, path = "/health/ready", tag = crate::openapi::HEALTH_TAG,
     responses(
         (status = 200, description = "Ready", body = HealthStatus),
         crate::error::ReadyProblems,
     ))]
 pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<HealthStatus>, ApiError> {
-    match state.readiness.current() {
-        Ok(()) => Ok(Json(HealthStatus { status: "ready" })),
-        Err(reason) => Err(ApiError::NotReady(reason)),
+    let kinesis = state.readiness.current();
+    let Some(spool) = &state.spool else {
+        return match kinesis {
+            Ok(()) => Ok(Json(HealthStatus::plain("ready"))),
+            Err(reason) => Err(ApiError::NotReady(reason)),
+        };
+    };
+    if !spool.accepting() {
+        return Err(ApiError::Ingest(crate::service::IngestError::Spool(
+            crate::spool::SpoolError::Full {
+                used: spool.backlog_bytes(),
+                limit: state.settings.spool.max_bytes,
+            },
+        )));
     }
+    Ok(Json(match kinesis {
+        Ok(()) => HealthStatus::plain("ready"),
+        Err(_) => HealthStatus {
+            status: "ready",
+            kinesis: Some("unreachable"),
+            spool: Some("buffering"),
+        },
+    }))
 }
 
 /// Prometheus metrics (text exposition format 0.0.4).

@@ -53,6 +53,11 @@ pub(crate) struct WriteQuery {
         example = "49590338271490256608559692538361571095921575989136588898"
     )]
     sequence_number_for_ordering: Option<String>,
+    /// On a spooled stream (`spool.streams`): `kinesis` asks for the synchronous answer (200/207
+    /// with the Kinesis response) instead of 202 once the records are on disk. Exactly `kinesis`;
+    /// on a stream that is not spooled it changes nothing.
+    #[param(pattern = "^kinesis$", example = "kinesis")]
+    pub(super) ack: Option<String>,
 }
 
 /// The names of [`WriteQuery`]'s parameters, as documented, for the answer to an unknown one.
@@ -102,6 +107,14 @@ impl WriteQuery {
                         })
                     };
                     set_once(&mut p.sequence_number_for_ordering, ordering, invalid)?;
+                }
+                "ack" => {
+                    let kinesis = || {
+                        (value == "kinesis")
+                            .then(|| value.clone())
+                            .ok_or_else(|| invalid("must be exactly `kinesis`"))
+                    };
+                    set_once(&mut p.ack, kinesis, invalid)?;
                 }
                 _ => {
                     return Err(invalid(&format!(
@@ -328,12 +341,14 @@ mod tests {
             .into_iter()
             .map(|p| p.name)
             .collect();
-        assert_eq!(documented.len(), 7);
+        assert_eq!(documented.len(), 8);
         for name in &documented {
             let value = if name == "sequence_number_for_ordering" || name == "explicit_hash_key" {
                 "1"
             } else if name == "record_per_entry" || name == "split" || name == "envelope" {
                 "true"
+            } else if name == "ack" {
+                "kinesis"
             } else {
                 "x"
             };

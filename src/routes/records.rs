@@ -26,6 +26,32 @@ pub(crate) enum WriteResponse {
     Batch(PutRecordsOutcome),
 }
 
+/// The answer of a spooled stream (202): the records are on disk, fsync'd, and will reach Kinesis
+/// at least once; each has a `RecordId` of the service's, which the log line of its delivery or
+/// dead-lettering names.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum AcceptedResponse {
+    /// Single mode.
+    Single(AcceptedRecord),
+    /// Batch mode: one entry per record, in request order.
+    Batch(AcceptedBatch),
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct AcceptedRecord {
+    #[schema(example = "0b0e2a0e-3f4c-4c1e-9d61-7a0e6f1c2b3d")]
+    record_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct AcceptedBatch {
+    accepted_record_count: usize,
+    records: Vec<AcceptedRecord>,
+}
+
 /// Any JSON value, sent as the record (strings unquoted, anything else as sent). With
 /// `record_per_entry=true` it must be a non-empty array (else 422 `data_must_be_list` /
 /// `empty_batch`).
@@ -67,6 +93,7 @@ pub(crate) struct BinaryBody(Vec<u8>);
         )
     ),
     responses(
+        (status = 202, description = "A spooled stream (spool.streams) without ack=kinesis: the records are fsync'd to the service's spool and will reach Kinesis at least once, in order. Single mode: {\"RecordId\"}; batch: {\"AcceptedRecordCount\", \"Records\": [{\"RecordId\"}]} in request order.", body = AcceptedResponse),
         (status = 200, description = "Written. PutRecord or PutRecords response as AWS returns it.", body = WriteResponse,
             headers(("x-amzn-RequestId" = String, description = "AWS request id"), ("x-request-id" = String, description = "This service's request id"))),
         (status = 207, description = "Batch mode: some records still failed; see Records[i].ErrorCode. Retry-After is set when failures are throttling.", body = PutRecordsOutcome,
@@ -99,9 +126,15 @@ pub(crate) async fn write_records(
 
     let limit = state.settings.limits.body_limit_bytes;
     let body = read_body(body, &headers, limit).await?;
+    let ack_kinesis = params.ack.is_some();
     let request = params.request(kind, body)?;
     span.record("records", request.payload.len());
 
+    if !ack_kinesis && state.ingest.spools(&stream, &request) {
+        let batch = matches!(request.payload, crate::domain::Payload::Batch(_));
+        let ids = state.ingest.accept(&stream, request).await?;
+        return Ok(accepted(batch, ids));
+    }
     let outcome = state.ingest.write(&stream, request).await?;
     Ok(respond(outcome))
 }
@@ -165,6 +198,23 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
         Err(e) if e.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
         Err(e) => Err(ValidationError::InvalidBody(format!("could not read the body: {e}")).into()),
     }
+}
+
+/// The 202 of a spooled write.
+fn accepted(batch: bool, ids: Vec<uuid::Uuid>) -> Response {
+    let mut records = ids.into_iter().map(|id| AcceptedRecord {
+        record_id: id.to_string(),
+    });
+    let body = if batch {
+        let records: Vec<AcceptedRecord> = records.collect();
+        AcceptedResponse::Batch(AcceptedBatch {
+            accepted_record_count: records.len(),
+            records,
+        })
+    } else {
+        AcceptedResponse::Single(records.next().expect("single mode stores one record"))
+    };
+    (StatusCode::ACCEPTED, axum::Json(body)).into_response()
 }
 
 fn respond(outcome: WriteOutcome) -> Response {

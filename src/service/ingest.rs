@@ -21,6 +21,7 @@ use crate::domain::{
     StreamName,
 };
 use crate::kinesis::{KinesisPublisher, PublishError};
+use crate::spool::Spool;
 
 /// What a write asks for, as the HTTP layer parsed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +59,8 @@ pub enum WriteOutcome {
 
 #[derive(Debug)]
 pub struct IngestService {
+    /// Spooled streams' writes go here (`None`: no stream is spooled).
+    spool: Option<Arc<Spool>>,
     publisher: Arc<dyn KinesisPublisher>,
     settings: Arc<Settings>,
     coalescer: Coalescer,
@@ -69,11 +72,63 @@ impl IngestService {
     pub fn new(publisher: Arc<dyn KinesisPublisher>, settings: Arc<Settings>) -> Self {
         let shard_maps = Arc::new(ShardMaps::new(publisher.clone()));
         Self {
+            spool: None,
             coalescer: Coalescer::new(publisher.clone(), &settings.coalesce, shard_maps.clone()),
             publisher,
             settings,
             shard_maps,
         }
+    }
+
+    /// Sends spooled streams' writes to `spool`.
+    #[must_use]
+    pub fn with_spool(mut self, spool: Option<Arc<Spool>>) -> Self {
+        self.spool = spool;
+        self
+    }
+
+    /// Whether a write to `stream` is answered once spooled (202) rather than once in Kinesis.
+    /// A write with `sequence_number_for_ordering` never is: its answer is Kinesis' ordering.
+    pub fn spools(&self, stream: &StreamName, request: &WriteRequest) -> bool {
+        request.ordering.is_none()
+            && self
+                .spool
+                .as_ref()
+                .is_some_and(|s| s.spools(stream.as_str()))
+    }
+
+    /// Durable acceptance (docs/api.md#durable-acceptance): the same checks as [`Self::write`],
+    /// in the same order and with the same errors, then the records appended to the spool and
+    /// fsync'd; their `RecordId`s in request order. Nothing is stored when a check fails.
+    #[tracing::instrument(name = "ingest.accept", skip_all, fields(stream = %stream))]
+    pub async fn accept(
+        &self,
+        stream: &StreamName,
+        request: WriteRequest,
+    ) -> Result<Vec<uuid::Uuid>, IngestError> {
+        let Some(spool) = &self.spool else {
+            return Err(IngestError::Internal(format!("{stream} is not spooled")));
+        };
+        let StreamSettings {
+            limits,
+            split: split_policy,
+            ..
+        } = self.settings.stream(stream.as_str());
+        let split = request.split.unwrap_or(split_policy.enabled);
+        let records = match request.payload {
+            Payload::Single(item) => vec![request.rules.check()?.record(0, item, &limits)?],
+            Payload::Batch(items) => {
+                if !split {
+                    limits.check_count(items.len())?;
+                }
+                let records = request.rules.check()?.records(items, &limits)?;
+                if !split {
+                    limits.check_total(&records)?;
+                }
+                records
+            }
+        };
+        Ok(spool.append(stream, records).await?)
     }
 
     /// Writes the request's records to `stream`: keys settled and limits checked first, in

@@ -25,6 +25,9 @@ pub enum IngestError {
         "the service holds as many records for Kinesis as it may ({buffered} of {limit} bytes); retry later"
     )]
     Overloaded { buffered: usize, limit: usize },
+    /// A spooled write did not fit, or could not be stored (`crate::spool`).
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
     /// A bug (a panic in a coalescing lane): 500, the detail for the log only.
     #[error("internal error: {0}")]
     Internal(String),

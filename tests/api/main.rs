@@ -19,3 +19,4 @@ mod outage;
 mod production;
 mod records;
 mod records_v2;
+mod spool;

@@ -1,0 +1,393 @@
+//! Durable acceptance (docs/api.md#durable-acceptance), black-box against the emulator: 202 once
+//! on disk and then in the stream; `ack=kinesis` as before; an emulator outage, a SIGKILLed
+//! binary and a damaged segment lose nothing acknowledged; a full spool is `503 spool_full`; a
+//! record Kinesis refuses lands in the dead-letter file with its `RecordId`.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use kinesis_writer::config::{LimitOverrides, Settings, StreamLimitSettings, StreamSpool};
+
+use crate::helpers::{
+    Emulator, Landed, assert_problem, binary, closed_endpoint, config_dir, control_client,
+    emulator_endpoint, eventually, fresh_stream, is_uuid_v4, read_stream, spawn_app_on,
+    spawn_app_with, test_loader,
+};
+
+/// Spools `stream` in `dir`.
+fn spool(settings: &mut Settings, dir: &Path, stream: &str) {
+    settings.spool.dir = dir.to_owned();
+    settings.spool.streams = vec![StreamSpool::named(stream)];
+}
+
+/// The `RecordId`s of a 202 answer, single or batch.
+async fn record_ids(response: reqwest::Response) -> Vec<String> {
+    assert_eq!(response.status(), 202, "a spooled write is accepted");
+    let body: serde_json::Value = response.json().await.unwrap();
+    let ids: Vec<String> = match body.get("Records") {
+        Some(records) => {
+            let records = records.as_array().unwrap();
+            assert_eq!(body["AcceptedRecordCount"], records.len(), "{body}");
+            records
+                .iter()
+                .map(|r| r["RecordId"].as_str().unwrap().to_owned())
+                .collect()
+        }
+        None => vec![body["RecordId"].as_str().unwrap().to_owned()],
+    };
+    assert!(ids.iter().all(|id| is_uuid_v4(id)), "{body}");
+    ids
+}
+
+/// Waits until `stream` holds at least `n` records; returns them.
+async fn landed_at_least(kinesis: &aws_sdk_kinesis::Client, stream: &str, n: usize) -> Vec<Landed> {
+    eventually(
+        "the spooled records in the stream",
+        Duration::from_secs(30),
+        || async move {
+            let landed = read_stream(kinesis, stream).await;
+            (landed.len() >= n).then_some(landed)
+        },
+    )
+    .await
+}
+
+fn data_of(landed: &[Landed]) -> Vec<String> {
+    landed
+        .iter()
+        .map(|l| String::from_utf8(l.data.clone()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_spooled_write_answers_202_and_its_records_then_land_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(|s, stream| spool(s, tmp.path(), stream)).await;
+
+    let single = app
+        .post(
+            "partition_key=k1",
+            &[("content-type", "text/plain")],
+            "first",
+        )
+        .await;
+    assert_eq!(record_ids(single).await.len(), 1);
+    let batch = app
+        .post_json(
+            "record_per_entry=true&partition_key=k2",
+            r#"["second", {"n": 3}]"#,
+        )
+        .await;
+    let ids = record_ids(batch).await;
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1], "each record has its own RecordId");
+
+    // Every check still comes first: same 4xx, nothing stored.
+    let long_key = "k".repeat(257);
+    let refused = app
+        .post(
+            &format!("partition_key={long_key}"),
+            &[("content-type", "text/plain")],
+            "never",
+        )
+        .await;
+    assert_problem(refused, 422, "invalid_partition_key").await;
+
+    let landed = landed_at_least(app.kinesis(), &app.stream, 3).await;
+    // A JSON element is stored as sent.
+    assert_eq!(data_of(&landed), ["first", "second", r#"{"n": 3}"#]);
+    let keys: Vec<&str> = landed.iter().map(|l| l.partition_key.as_str()).collect();
+    assert_eq!(keys, ["k1", "k2", "k2"]);
+}
+
+#[tokio::test]
+async fn ack_kinesis_answers_synchronously_with_the_kinesis_response() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(|s, stream| spool(s, tmp.path(), stream)).await;
+    let response = app
+        .post("ack=kinesis", &[("content-type", "text/plain")], "now")
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body["SequenceNumber"].is_string(), "{body}");
+    let bad = app
+        .post("ack=spool", &[("content-type", "text/plain")], "x")
+        .await;
+    assert_problem(bad, 400, "invalid_query_parameter").await;
+    assert_eq!(data_of(&app.landed().await), ["now"]);
+}
+
+#[tokio::test]
+async fn with_kinesis_unreachable_writes_get_202_readiness_stays_and_all_arrive_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stream = format!("spool-outage-{}", uuid::Uuid::new_v4().simple());
+    let emulator = tokio::task::spawn_blocking({
+        let stream = stream.clone();
+        move || Emulator::start(&[&stream])
+    })
+    .await
+    .unwrap();
+    let app = spawn_app_on(&emulator.endpoint(), |s, _| {
+        spool(s, tmp.path(), &stream);
+        s.kinesis.connect_timeout_ms = 300;
+        s.kinesis.attempt_timeout_ms = 1000;
+        s.kinesis.operation_timeout_ms = 1000;
+        s.delivery.max_attempts = 2;
+        s.delivery.deadline_ms = 1000;
+    })
+    .await;
+    let write = |data: String| {
+        let app = &app;
+        let stream = &stream;
+        async move {
+            app.post_to(
+                stream,
+                "partition_key=same",
+                &[("content-type", "text/plain")],
+                data,
+            )
+            .await
+        }
+    };
+    record_ids(write("before".into()).await).await;
+
+    emulator.kill();
+    let mut sent = vec!["before".to_owned()];
+    for i in 0..5 {
+        let data = format!("during-{i}");
+        record_ids(write(data.clone()).await).await;
+        sent.push(data);
+    }
+    let app = &app;
+    let body = eventually(
+        "readiness saying Kinesis is unreachable",
+        Duration::from_secs(10),
+        || async move {
+            let ready = app.get("/health/ready").await;
+            assert_eq!(ready.status(), 200, "ready while the spool accepts");
+            let body: serde_json::Value = ready.json().await.unwrap();
+            (body["kinesis"] == "unreachable").then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(body["spool"], "buffering");
+
+    // The emulator comes back empty (its state died with it): everything acknowledged since the
+    // first record's delivery must arrive, in order.
+    let back = tokio::task::spawn_blocking({
+        let stream = stream.clone();
+        move || emulator.restart(&[&stream])
+    })
+    .await
+    .unwrap();
+    let kinesis =
+        aws_sdk_kinesis::Client::new(&test_loader().endpoint_url(back.endpoint()).load().await);
+    let landed = landed_at_least(&kinesis, &stream, 5).await;
+    let got = data_of(&landed);
+    let during: Vec<&String> = got.iter().filter(|d| d.starts_with("during")).collect();
+    assert_eq!(
+        during,
+        sent[1..].iter().collect::<Vec<_>>(),
+        "all, in order, once"
+    );
+}
+
+#[tokio::test]
+async fn a_full_spool_answers_503_spool_full_and_readiness_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app_on(&closed_endpoint(), |s, stream| {
+        spool(s, tmp.path(), stream);
+        s.limits.streams.push(StreamLimitSettings::with(
+            stream,
+            LimitOverrides {
+                max_record_size_bytes: Some(1000),
+                max_request_size_bytes: Some(1000),
+            },
+        ));
+        // Two records of 900 bytes take ~2,000 bytes with their frames: above 90% of it.
+        s.spool.max_bytes = 2100;
+    })
+    .await;
+    let record = "x".repeat(900);
+    let mut accepted = 0;
+    let full = loop {
+        let response = app
+            .post("", &[("content-type", "text/plain")], record.clone())
+            .await;
+        if response.status() != 202 {
+            break response;
+        }
+        accepted += 1;
+        assert!(accepted <= 3, "2100 bytes hold at most 2 records of 900");
+    };
+    assert_eq!(accepted, 2);
+    assert_eq!(full.headers()["retry-after"], "1");
+    assert_problem(full, 503, "spool_full").await;
+    assert_problem(app.get("/health/ready").await, 503, "spool_full").await;
+}
+
+#[tokio::test]
+async fn a_record_for_a_stream_kinesis_does_not_have_is_dead_lettered_with_its_record_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = format!("missing-{}", uuid::Uuid::new_v4().simple());
+    let app = spawn_app_with(|s, _| spool(s, tmp.path(), &missing)).await;
+    let response = app
+        .post_to(&missing, "", &[("content-type", "text/plain")], "orphan")
+        .await;
+    let id = record_ids(response).await.remove(0);
+    let file = tmp
+        .path()
+        .join("dead-letter")
+        .join(format!("{missing}.jsonl"));
+    let file = &file;
+    let line: serde_json::Value = eventually(
+        "the dead-letter line",
+        Duration::from_secs(20),
+        || async move {
+            let text = std::fs::read_to_string(file).ok()?;
+            serde_json::from_str(text.lines().next()?).ok()
+        },
+    )
+    .await;
+    assert_eq!(line["RecordId"], id.as_str());
+    assert_eq!(line["stream"], missing.as_str());
+    assert_eq!(line["data_base64"], "b3JwaGFu", "base64 of \"orphan\"");
+    assert!(
+        line["reason"].as_str().unwrap().contains("not found"),
+        "{line}"
+    );
+}
+
+/// The binary, as a container runs it, with a spool.
+struct Child(std::process::Child, u16);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the binary on a free port, spooling `stream` in `dir`, against `endpoint`.
+fn start_binary(dir: &Path, stream: &str, endpoint: &str) -> Child {
+    let mut child = Command::new(binary())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("APP_CONFIG_DIR", config_dir())
+        .env("APP_SERVER__PORT", "0")
+        .env("APP_TELEMETRY__FORMAT", "json")
+        .env("APP_KINESIS__ENDPOINT_URL", endpoint)
+        .env("APP_SPOOL__DIR", dir)
+        .env("APP_SPOOL__STREAMS", stream)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["message"] == "Listening" {
+                let _ = tx.send(v["port"].as_u64().unwrap());
+            }
+        }
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a Listening log line");
+    Child(child, u16::try_from(port).unwrap())
+}
+
+async fn post_binary(child: &Child, stream: &str, data: String) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/streams/{stream}/records",
+            child.1
+        ))
+        .header("content-type", "text/plain")
+        .body(data)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sigkill_after_202s_loses_nothing_the_restart_ships_it_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kinesis = control_client().await;
+    let stream = fresh_stream(&kinesis).await;
+    // Nothing answers at first, so every acknowledged record is still on disk at the kill.
+    let first = start_binary(tmp.path(), &stream, &closed_endpoint());
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        let data = format!("record-{i}");
+        record_ids(post_binary(&first, &stream, data.clone()).await).await;
+        sent.push(data);
+    }
+    let mut first = first;
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+
+    let _second = start_binary(tmp.path(), &stream, emulator_endpoint());
+    let landed = landed_at_least(&kinesis, &stream, sent.len()).await;
+    assert_eq!(
+        data_of(&landed),
+        sent,
+        "every acknowledged record, in order, once"
+    );
+}
+
+#[tokio::test]
+async fn garbage_after_the_last_frame_is_set_aside_and_every_intact_record_ships() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kinesis = control_client().await;
+    let stream = fresh_stream(&kinesis).await;
+    let first = start_binary(tmp.path(), &stream, &closed_endpoint());
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let data = format!("intact-{i}");
+        record_ids(post_binary(&first, &stream, data.clone()).await).await;
+        sent.push(data);
+    }
+    drop(first);
+
+    let dir = tmp.path().join("streams").join(format!("s-{stream}"));
+    let newest = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log") && p.metadata().unwrap().len() > 0)
+        .max()
+        .expect("a segment with the records");
+    let garbage = b"\x10\x00\x00\x00garbage: a torn write";
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&newest)
+        .unwrap()
+        .write_all(garbage)
+        .unwrap();
+
+    let _second = start_binary(tmp.path(), &stream, emulator_endpoint());
+    let landed = landed_at_least(&kinesis, &stream, sent.len()).await;
+    assert_eq!(data_of(&landed), sent);
+    let aside: BTreeSet<u64> = std::fs::read_dir(tmp.path().join("corrupt"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect();
+    assert_eq!(
+        aside,
+        BTreeSet::from([garbage.len() as u64]),
+        "the damaged bytes, set aside"
+    );
+}
