@@ -28,6 +28,15 @@ const MAX_WAIT: Duration = Duration::from_secs(5);
 /// The first wait.
 const FIRST_WAIT: Duration = Duration::from_millis(100);
 
+/// Runs file work (reads, fsyncs) off the runtime's workers, which serve HTTP meanwhile.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
 /// What to do with a record that failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Verdict {
@@ -113,7 +122,14 @@ impl Shipper {
                 let position = *self.committed.borrow_and_update();
                 let sealed = position.seg > seq;
                 let end = if sealed { u64::MAX } else { position.end };
-                let batch = reader.next_batch(end, max_records, limits.max_request_size)?;
+                let max_bytes = limits.max_request_size;
+                let (back, batch) = blocking(move || {
+                    let batch = reader.next_batch(end, max_records, max_bytes);
+                    Ok((reader, batch))
+                })
+                .await?;
+                reader = back;
+                let batch = batch?;
                 if batch.records.is_empty() {
                     if batch.damaged {
                         self.set_aside(&mut reader, if sealed { None } else { Some(end) })?;
@@ -121,7 +137,8 @@ impl Shipper {
                     }
                     self.age(None);
                     if sealed {
-                        log::remove_segment(&self.dir, seq)?;
+                        let dir = self.dir.clone();
+                        blocking(move || log::remove_segment(&dir, seq)).await?;
                         break;
                     }
                     if self.wait_for_more().await {
@@ -134,7 +151,8 @@ impl Shipper {
                     batch.records.into_iter().map(|(r, _)| r).collect();
                 self.ship_batch(&records).await?;
                 reader.advance(bytes);
-                log::save_progress(&self.dir, seq, reader.pos)?;
+                let (dir, pos) = (self.dir.clone(), reader.pos);
+                blocking(move || log::save_progress(&dir, seq, pos)).await?;
                 self.budget.release(bytes);
                 let labels = [("stream", stream.clone())];
                 metrics::gauge!(crate::metrics::SPOOL_BYTES, &labels).decrement(bytes as f64);

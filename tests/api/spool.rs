@@ -273,6 +273,11 @@ impl Drop for Child {
 
 /// Starts the binary on a free port, spooling `stream` in `dir`, against `endpoint`.
 fn start_binary(dir: &Path, stream: &str, endpoint: &str) -> Child {
+    start_binary_with(dir, stream, endpoint, &[])
+}
+
+/// [`start_binary`] with more environment variables.
+fn start_binary_with(dir: &Path, stream: &str, endpoint: &str, env: &[(&str, &str)]) -> Child {
     let mut child = Command::new(binary())
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -286,6 +291,7 @@ fn start_binary(dir: &Path, stream: &str, endpoint: &str) -> Child {
         .env("APP_KINESIS__ENDPOINT_URL", endpoint)
         .env("APP_SPOOL__DIR", dir)
         .env("APP_SPOOL__STREAMS", stream)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -390,4 +396,81 @@ async fn garbage_after_the_last_frame_is_set_aside_and_every_intact_record_ships
         BTreeSet::from([garbage.len() as u64]),
         "the damaged bytes, set aside"
     );
+}
+
+/// The value of the sample `name{stream="<stream>"}` in a Prometheus text answer.
+fn sample(metrics: &str, name: &str, stream: &str) -> f64 {
+    let prefix = format!("{name}{{stream=\"{stream}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_fsyncs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(|s, stream| spool(s, tmp.path(), stream)).await;
+    let app = &app;
+    let writes = (0..64).map(|i| async move {
+        let data = format!("concurrent-{i}");
+        record_ids(app.post("", &[("content-type", "text/plain")], data).await).await
+    });
+    futures_util::future::join_all(writes).await;
+
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let fsyncs = sample(&metrics, "spool_fsyncs_total", &app.stream);
+    let records = sample(&metrics, "spool_fsync_records_sum", &app.stream);
+    println!("64 concurrent writes: {fsyncs} fsyncs, {records} records");
+    assert_eq!(records, 64.0);
+    assert!(fsyncs < 64.0, "64 concurrent writes took {fsyncs} fsyncs");
+    let landed = landed_at_least(app.kinesis(), &app.stream, 64).await;
+    assert_eq!(landed.len(), 64, "each once");
+}
+
+#[tokio::test]
+async fn sigterm_with_a_backlog_exits_0_within_the_drain_budget_and_the_next_start_ships_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kinesis = control_client().await;
+    let stream = fresh_stream(&kinesis).await;
+    // Kinesis unreachable: the backlog cannot drain, so the budget (1 s) runs out.
+    let mut first = start_binary_with(
+        tmp.path(),
+        &stream,
+        &closed_endpoint(),
+        &[("APP_SPOOL__DRAIN_S", "1")],
+    );
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let data = format!("left-{i}");
+        record_ids(post_binary(&first, &stream, data.clone()).await).await;
+        sent.push(data);
+    }
+    let started = std::time::Instant::now();
+    let pid = first.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = loop {
+        if let Some(status) = first.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1 + 5),
+            "exits within spool.drain_s + 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+
+    let _second = start_binary(tmp.path(), &stream, emulator_endpoint());
+    let landed = landed_at_least(&kinesis, &stream, sent.len()).await;
+    assert_eq!(data_of(&landed), sent);
 }
