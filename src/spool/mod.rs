@@ -95,6 +95,8 @@ struct StreamSpool {
 /// The spool: every spooled stream's log and shipper, and the shared byte budget.
 #[derive(Debug)]
 pub struct Spool {
+    /// Held (an exclusive `flock`) while the spool is open.
+    _lock: std::fs::File,
     streams: HashMap<String, StreamSpool>,
     budget: Arc<Budget>,
     /// Set at shutdown once the drain budget is spent: shippers stop.
@@ -117,6 +119,17 @@ impl Spool {
         let root = s.dir.clone();
         std::fs::create_dir_all(&root)
             .with_context(|| format!("Failed to create spool.dir {}", root.display()))?;
+        // Two processes on one spool would ship the same records and interleave their segments:
+        // the second refuses to start. The lock goes with the process, however it ends.
+        let lock = std::fs::File::create(root.join("lock"))
+            .with_context(|| format!("Failed to open {}/lock", root.display()))?;
+        lock.try_lock().map_err(|_| {
+            anyhow::anyhow!(
+                "spool.dir {} is in use by another kinesis-writer process; give each instance \
+                 a directory of its own",
+                root.display()
+            )
+        })?;
         let budget = Arc::new(Budget {
             used: AtomicU64::new(0),
             limit: s.max_bytes,
@@ -177,6 +190,7 @@ impl Spool {
         }
         tracing::info!(dir = %root.display(), streams = streams.len(), "Spool open");
         Ok(Some(Arc::new(Self {
+            _lock: lock,
             streams,
             budget,
             stop,
@@ -309,5 +323,30 @@ impl log::GroupObserver for Observer {
         let labels = [("stream", self.0.clone())];
         metrics::counter!(crate::metrics::SPOOL_FSYNCS, &labels).increment(1);
         metrics::histogram!(crate::metrics::SPOOL_FSYNC_RECORDS, &labels).record(records as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StreamSpool;
+    use crate::testing::RecordingPublisher;
+
+    #[tokio::test]
+    async fn a_second_process_on_the_same_dir_is_refused_and_the_lock_goes_with_the_spool() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
+        let mut settings = Settings::load(dir).unwrap();
+        settings.spool.dir = tmp.path().to_owned();
+        settings.spool.streams = vec![StreamSpool::named("s")];
+        let settings = Arc::new(settings);
+        let publisher: Arc<dyn KinesisPublisher> = Arc::new(RecordingPublisher::default());
+
+        let first = Spool::open(&settings, &publisher).unwrap().unwrap();
+        let err = Spool::open(&settings, &publisher).unwrap_err().to_string();
+        assert!(err.contains("in use by another"), "{err}");
+        first.drain(Duration::ZERO).await;
+        drop(first);
+        assert!(Spool::open(&settings, &publisher).unwrap().is_some());
     }
 }

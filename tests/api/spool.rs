@@ -355,12 +355,14 @@ async fn sigkill_after_202s_loses_nothing_the_restart_ships_it_all() {
     );
 }
 
-#[tokio::test]
-async fn garbage_after_the_last_frame_is_set_aside_and_every_intact_record_ships() {
-    let tmp = tempfile::tempdir().unwrap();
-    let kinesis = control_client().await;
-    let stream = fresh_stream(&kinesis).await;
-    let first = start_binary(tmp.path(), &stream, &closed_endpoint());
+/// Five records acknowledged by a binary that could not ship them, then SIGKILLed: the stream,
+/// the records' data, and the segment holding them.
+async fn acknowledged_then_killed(
+    dir: &Path,
+    kinesis: &aws_sdk_kinesis::Client,
+) -> (String, Vec<String>, std::path::PathBuf) {
+    let stream = fresh_stream(kinesis).await;
+    let first = start_binary(dir, &stream, &closed_endpoint());
     let mut sent = Vec::new();
     for i in 0..5 {
         let data = format!("intact-{i}");
@@ -368,18 +370,33 @@ async fn garbage_after_the_last_frame_is_set_aside_and_every_intact_record_ships
         sent.push(data);
     }
     drop(first);
-
-    let dir = tmp.path().join("streams").join(format!("s-{stream}"));
-    let newest = std::fs::read_dir(&dir)
+    let segments = dir.join("streams").join(format!("s-{stream}"));
+    let newest = std::fs::read_dir(&segments)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "log") && p.metadata().unwrap().len() > 0)
         .max()
         .expect("a segment with the records");
+    (stream, sent, newest)
+}
+
+/// The sizes of the files set aside in `<dir>/corrupt/`.
+fn set_aside(dir: &Path) -> BTreeSet<u64> {
+    std::fs::read_dir(dir.join("corrupt"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect()
+}
+
+#[tokio::test]
+async fn garbage_after_the_last_frame_is_set_aside_and_every_intact_record_ships() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kinesis = control_client().await;
+    let (stream, sent, segment) = acknowledged_then_killed(tmp.path(), &kinesis).await;
     let garbage = b"\x10\x00\x00\x00garbage: a torn write";
     std::fs::OpenOptions::new()
         .append(true)
-        .open(&newest)
+        .open(&segment)
         .unwrap()
         .write_all(garbage)
         .unwrap();
@@ -387,15 +404,34 @@ async fn garbage_after_the_last_frame_is_set_aside_and_every_intact_record_ships
     let _second = start_binary(tmp.path(), &stream, emulator_endpoint());
     let landed = landed_at_least(&kinesis, &stream, sent.len()).await;
     assert_eq!(data_of(&landed), sent);
-    let aside: BTreeSet<u64> = std::fs::read_dir(tmp.path().join("corrupt"))
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .collect();
     assert_eq!(
-        aside,
-        BTreeSet::from([garbage.len() as u64]),
-        "the damaged bytes, set aside"
+        set_aside(tmp.path()),
+        BTreeSet::from([garbage.len() as u64])
     );
+}
+
+#[tokio::test]
+async fn a_segment_cut_mid_record_ships_the_records_before_the_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kinesis = control_client().await;
+    let (stream, sent, segment) = acknowledged_then_killed(tmp.path(), &kinesis).await;
+    let len = segment.metadata().unwrap().len();
+    let cut = 5;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(len - cut)
+        .unwrap();
+
+    let second = start_binary(tmp.path(), &stream, emulator_endpoint());
+    let landed = landed_at_least(&kinesis, &stream, sent.len() - 1).await;
+    // The last record lost its tail (the damage this test makes): the four before it ship.
+    assert_eq!(data_of(&landed), sent[..4]);
+    let aside = set_aside(tmp.path());
+    assert_eq!(aside.len(), 1, "the torn frame, set aside");
+    // The service is up and takes writes.
+    record_ids(post_binary(&second, &stream, "after".into()).await).await;
 }
 
 /// The value of the sample `name{stream="<stream>"}` in a Prometheus text answer.
