@@ -23,6 +23,8 @@ USAGE:
     kinesis-writer                 run the HTTP server
     kinesis-writer create-streams  create the streams listed under dev.create_streams (emulators)
     kinesis-writer openapi         print the OpenAPI document (YAML) and exit
+    kinesis-writer spool status DIR   what the spool in DIR holds (read-only)
+    kinesis-writer spool drain DIR    ship the spool in DIR (one left behind), then exit
     kinesis-writer --help | --version
 
 CONFIGURATION:
@@ -60,7 +62,18 @@ async fn run() -> anyhow::Result<()> {
             print!("{}", kinesis_writer::routes::openapi().to_yaml()?);
             return Ok(());
         }
-        None | Some("create-streams") => {}
+        // Read-only and local: no configuration or AWS needed.
+        Some("spool") if std::env::args().nth(2).as_deref() == Some("status") => {
+            let Some(dir) = std::env::args().nth(3) else {
+                anyhow::bail!("usage: kinesis-writer spool status DIR");
+            };
+            print!(
+                "{}",
+                kinesis_writer::spool::status(std::path::Path::new(&dir))?
+            );
+            return Ok(());
+        }
+        None | Some("create-streams" | "spool") => {}
         Some(other) => anyhow::bail!("unknown argument {other:?}; see kinesis-writer --help"),
     }
 
@@ -68,6 +81,28 @@ async fn run() -> anyhow::Result<()> {
         std::env::var_os("APP_CONFIG_DIR").map_or_else(|| PathBuf::from("config"), PathBuf::from);
     let settings = Settings::load(&config_dir)?;
     telemetry::init(&settings.telemetry);
+
+    if command.as_deref() == Some("spool") {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        return match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+            ["status", dir] => {
+                print!(
+                    "{}",
+                    kinesis_writer::spool::status(std::path::Path::new(dir))?
+                );
+                Ok(())
+            }
+            ["drain", dir] => {
+                kinesis_writer::startup::drain_spool(
+                    settings,
+                    std::path::Path::new(dir),
+                    shutdown_signal(),
+                )
+                .await
+            }
+            _ => anyhow::bail!("usage: kinesis-writer spool status DIR | spool drain DIR"),
+        };
+    }
 
     if command.as_deref() == Some("create-streams") {
         let loader = aws_config::defaults(BehaviorVersion::latest());

@@ -35,21 +35,7 @@ impl Application {
 
     /// Builds with an AWS config loader the caller prepared (tests add static credentials).
     pub async fn build_with_aws(settings: Settings, loader: ConfigLoader) -> anyhow::Result<Self> {
-        let sdk_config = load_sdk_config(&settings.kinesis, loader).await?;
-        let allowed = &settings.streams.allowed;
-        let sdk = SdkPublisher::new(&sdk_config).with_targets(&sdk_config, allowed);
-        let publisher: Arc<dyn KinesisPublisher> = match settings.kinesis.publisher {
-            PublisherKind::Lean => {
-                let protocol = settings.kinesis.protocol;
-                Arc::new(LeanPublisher::new(&sdk_config, allowed, protocol, sdk).await?)
-            }
-            PublisherKind::Sdk => Arc::new(sdk),
-        };
-        tracing::info!(
-            publisher = ?settings.kinesis.publisher,
-            protocol = ?settings.kinesis.protocol,
-            "Kinesis data path"
-        );
+        let publisher = build_publisher(&settings, loader).await?;
         Self::build_with_publisher(settings, publisher).await
     }
 
@@ -138,6 +124,65 @@ impl Application {
         tracing::info!("Stopped");
         Ok(())
     }
+}
+
+/// The Kinesis publisher `settings.kinesis` asks for (the server's, and `spool drain`'s).
+pub async fn build_publisher(
+    settings: &Settings,
+    loader: ConfigLoader,
+) -> anyhow::Result<Arc<dyn KinesisPublisher>> {
+    let sdk_config = load_sdk_config(&settings.kinesis, loader).await?;
+    let allowed = &settings.streams.allowed;
+    let sdk = SdkPublisher::new(&sdk_config).with_targets(&sdk_config, allowed);
+    let publisher: Arc<dyn KinesisPublisher> = match settings.kinesis.publisher {
+        PublisherKind::Lean => {
+            let protocol = settings.kinesis.protocol;
+            Arc::new(LeanPublisher::new(&sdk_config, allowed, protocol, sdk).await?)
+        }
+        PublisherKind::Sdk => Arc::new(sdk),
+    };
+    tracing::info!(
+        publisher = ?settings.kinesis.publisher,
+        protocol = ?settings.kinesis.protocol,
+        "Kinesis data path"
+    );
+    Ok(publisher)
+}
+
+/// `kinesis-writer spool drain DIR`: ships the spool in `dir` (one left behind by an instance that
+/// is gone) with `settings`' Kinesis configuration, then returns; on `shutdown` it stops early and
+/// leaves the rest on disk. Serves no HTTP.
+pub async fn drain_spool(
+    mut settings: Settings,
+    dir: &std::path::Path,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    settings.spool.dir = dir.to_owned();
+    settings.spool.streams = crate::spool::streams_in(dir)?
+        .into_iter()
+        .map(crate::config::StreamSpool::named)
+        .collect();
+    if settings.spool.streams.is_empty() {
+        tracing::info!(dir = %dir.display(), "No spooled stream in this directory: nothing to drain");
+        return Ok(());
+    }
+    settings.validate()?;
+    let loader = aws_config::defaults(BehaviorVersion::latest());
+    let publisher = build_publisher(&settings, loader).await?;
+    let publisher: Arc<dyn KinesisPublisher> = Arc::new(MeteredPublisher::new(publisher));
+    let settings = Arc::new(settings);
+    let spool = Spool::open(&settings, &publisher)?.expect("streams are listed");
+    let wait = async {
+        while spool.backlog_bytes() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    tokio::select! {
+        () = wait => {}
+        () = shutdown => {}
+    }
+    spool.drain(std::time::Duration::ZERO).await;
+    Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (container stop).

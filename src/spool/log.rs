@@ -32,14 +32,17 @@ pub(crate) struct Append {
     pub(crate) reply: oneshot::Sender<Result<(), String>>,
 }
 
-/// What recovery found in a stream's directory.
+/// What recovery (or a read-only scan) found in a stream's directory.
 #[derive(Debug, Default)]
 pub(crate) struct Recovered {
     /// Bytes and records not yet delivered (intact frames after each segment's progress).
     pub(crate) bytes: u64,
     pub(crate) records: u64,
-    /// Bytes moved aside to `<spool>/corrupt/`.
+    /// Bytes moved aside to `<spool>/corrupt/` (a scan: damaged bytes found, left in place).
     pub(crate) corrupt_bytes: u64,
+    /// When the oldest unshipped record was accepted (Unix milliseconds).
+    pub(crate) oldest_ms: Option<u64>,
+    pub(crate) segments: usize,
     /// The segment the writer starts: one past the last found.
     pub(crate) next_seq: u64,
 }
@@ -127,9 +130,16 @@ pub(crate) fn set_aside(
 /// segments already shipped. Never fails over damaged data; only over I/O errors.
 pub(crate) fn recover(dir: &Path, corrupt_dir: &Path, stream: &str) -> io::Result<Recovered> {
     fs::create_dir_all(dir)?;
+    scan(dir, Some(corrupt_dir), stream)
+}
+
+/// [`recover`] when `corrupt_dir` is given; else a read-only scan (`kinesis-writer spool status`)
+/// that changes nothing on disk.
+pub(crate) fn scan(dir: &Path, corrupt_dir: Option<&Path>, stream: &str) -> io::Result<Recovered> {
     let mut out = Recovered::default();
     let segs = segments(dir)?;
     out.next_seq = segs.last().map_or(0, |s| s + 1);
+    out.segments = segs.len();
     for seq in segs {
         let path = segment_path(dir, seq);
         let len = fs::metadata(&path)?.len();
@@ -139,13 +149,18 @@ pub(crate) fn recover(dir: &Path, corrupt_dir: &Path, stream: &str) -> io::Resul
         let mut pos = start;
         loop {
             match frame::read(&mut reader, u64::MAX)? {
-                Next::Frame(_, size) => {
+                Next::Frame(record, size) => {
                     pos += size;
                     out.bytes += size;
                     out.records += 1;
+                    out.oldest_ms = out.oldest_ms.or(Some(record.accepted_ms));
                 }
                 Next::End => break,
                 Next::Damaged => {
+                    let Some(corrupt_dir) = corrupt_dir else {
+                        out.corrupt_bytes += fs::metadata(&path)?.len() - pos;
+                        break;
+                    };
                     let moved = set_aside(dir, seq, pos, None, corrupt_dir, stream)?;
                     out.corrupt_bytes += moved;
                     tracing::error!(
@@ -164,7 +179,7 @@ pub(crate) fn recover(dir: &Path, corrupt_dir: &Path, stream: &str) -> io::Resul
                 }
             }
         }
-        if pos == start && start >= fs::metadata(&path)?.len() {
+        if corrupt_dir.is_some() && pos == start && start >= fs::metadata(&path)?.len() {
             // Nothing left in it: shipped before the restart.
             remove_segment(dir, seq)?;
         }

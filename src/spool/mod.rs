@@ -309,6 +309,56 @@ impl Spool {
     }
 }
 
+/// The streams that have a log in the spool at `root`.
+pub fn streams_in(root: &Path) -> anyhow::Result<Vec<String>> {
+    let dir = root.join("streams");
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("Failed to read {}", dir.display())),
+    };
+    for entry in entries {
+        let name = entry?.file_name();
+        if let Some(stream) = name.to_string_lossy().strip_prefix("s-") {
+            out.push(stream.to_owned());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `kinesis-writer spool status DIR`: what the spool at `root` holds, one line per stream, read
+/// without changing anything (damaged bytes are counted, not moved).
+pub fn status(root: &Path) -> anyhow::Result<String> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut out = String::new();
+    let streams = streams_in(root)?;
+    if streams.is_empty() {
+        out.push_str("no spooled stream\n");
+    }
+    for stream in streams {
+        let dir = stream_dir(root, &stream);
+        let s = log::scan(&dir, None, &stream)
+            .with_context(|| format!("Failed to read {}", dir.display()))?;
+        let oldest = s.oldest_ms.map_or_else(
+            || "-".to_owned(),
+            |ms| format!("{} s", now_ms.saturating_sub(ms) / 1000),
+        );
+        let dead =
+            std::fs::read_to_string(root.join("dead-letter").join(format!("{stream}.jsonl")))
+                .map_or(0, |t| t.lines().count());
+        out.push_str(&format!(
+            "{stream}: {} unshipped records, {} bytes, {} segments, oldest waiting {oldest}, \
+             {dead} dead-lettered, {} damaged bytes\n",
+            s.records, s.bytes, s.segments, s.corrupt_bytes
+        ));
+    }
+    Ok(out)
+}
+
 /// A stream's directory under the spool: a prefix keeps names such as `..` (a valid stream
 /// name) from meaning anything to the file system.
 fn stream_dir(root: &Path, stream: &str) -> PathBuf {

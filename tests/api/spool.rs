@@ -510,3 +510,67 @@ async fn sigterm_with_a_backlog_exits_0_within_the_drain_budget_and_the_next_sta
     let landed = landed_at_least(&kinesis, &stream, sent.len()).await;
     assert_eq!(data_of(&landed), sent);
 }
+
+/// The binary's environment for a command that is not the server.
+fn command(endpoint: &str) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("APP_CONFIG_DIR", config_dir())
+        .env("APP_KINESIS__ENDPOINT_URL", endpoint);
+    cmd
+}
+
+#[tokio::test]
+async fn spool_status_reports_a_spool_left_behind_and_spool_drain_ships_it_and_exits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kinesis = control_client().await;
+    let (stream, sent, _) = acknowledged_then_killed(tmp.path(), &kinesis).await;
+
+    let status = command(&closed_endpoint())
+        .args(["spool", "status"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let text = String::from_utf8(status.stdout).unwrap();
+    assert!(
+        text.starts_with(&format!("{stream}: 5 unshipped records,")),
+        "{text}"
+    );
+
+    let drain = tokio::task::spawn_blocking({
+        let dir = tmp.path().to_owned();
+        move || {
+            command(emulator_endpoint())
+                .args(["spool", "drain"])
+                .arg(dir)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        drain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&drain.stderr)
+    );
+    // It exits once everything is shipped: no waiting here.
+    assert_eq!(data_of(&read_stream(&kinesis, &stream).await), sent);
+
+    let after = command(&closed_endpoint())
+        .args(["spool", "status"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(after.stdout).unwrap();
+    assert!(
+        text.starts_with(&format!("{stream}: 0 unshipped records,")),
+        "{text}"
+    );
+}
