@@ -61,7 +61,7 @@ pub(crate) struct ReadyProblems;
 impl utoipa::IntoResponses for ReadyProblems {
     fn responses()
     -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
-        problem_responses(&["not_ready", "spool_full"])
+        problem_responses(&["not_ready", "spool_full", "spool_unavailable"])
     }
 }
 

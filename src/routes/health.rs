@@ -45,7 +45,8 @@ pub(crate) async fn live() -> Json<HealthStatus> {
 /// Answered from a cached background probe: a readiness poll never costs an AWS call. Streams are
 /// not checked here (a missing stream is a 404 on write). With a spool (`spool.streams`), ready
 /// means able to accept: 200 while Kinesis is unreachable (`"kinesis": "unreachable", "spool":
-/// "buffering"`), 503 `spool_full` after a full spool until it is below 90%.
+/// "buffering"`), 503 `spool_full` after a full spool until it is below 90%, 503
+/// `spool_unavailable` once its log could not be written.
 #[utoipa::path(get, path = "/health/ready", tag = crate::openapi::HEALTH_TAG,
     responses(
         (status = 200, description = "Ready", body = HealthStatus),
@@ -59,14 +60,9 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<HealthSt
             Err(reason) => Err(ApiError::NotReady(reason)),
         };
     };
-    if !spool.accepting() {
-        return Err(ApiError::Ingest(crate::service::IngestError::Spool(
-            crate::spool::SpoolError::Full {
-                used: spool.backlog_bytes(),
-                limit: state.settings.spool.max_bytes,
-            },
-        )));
-    }
+    spool
+        .accepting()
+        .map_err(|e| ApiError::Ingest(crate::service::IngestError::Spool(e)))?;
     Ok(Json(match kinesis {
         Ok(()) => HealthStatus::plain("ready"),
         Err(_) => HealthStatus {

@@ -90,6 +90,9 @@ impl Budget {
 struct StreamSpool {
     writer: Mutex<std::sync::mpsc::Sender<log::Append>>,
     stream: String,
+    /// Why the log cannot be written any more, once a write or fsync failed (the writer refuses
+    /// every later append; readiness says so).
+    broken: Mutex<Option<String>>,
 }
 
 /// The spool: every spooled stream's log and shipper, and the shared byte budget.
@@ -185,6 +188,7 @@ impl Spool {
                 StreamSpool {
                     writer: Mutex::new(writer),
                     stream: name,
+                    broken: Mutex::new(None),
                 },
             );
         }
@@ -255,6 +259,7 @@ impl Spool {
         };
         if let Err(why) = result {
             self.budget.release(bytes);
+            *spool.broken.lock().unwrap_or_else(PoisonError::into_inner) = Some(why.clone());
             return Err(SpoolError::Unwritable(why));
         }
         let labels = [("stream", stream.to_string())];
@@ -263,16 +268,26 @@ impl Spool {
         Ok(ids)
     }
 
-    /// Whether the spool takes writes (for readiness): not after a `spool_full` until the backlog
-    /// is below 90% of `spool.max_bytes`.
-    pub fn accepting(&self) -> bool {
+    /// Whether the spool takes writes (for readiness): not once a stream's log could not be
+    /// written (`Unwritable`), nor after a `spool_full` until the backlog is below 90% of
+    /// `spool.max_bytes` (`Full`).
+    pub fn accepting(&self) -> Result<(), SpoolError> {
+        for s in self.streams.values() {
+            if let Some(why) = &*s.broken.lock().unwrap_or_else(PoisonError::into_inner) {
+                return Err(SpoolError::Unwritable(why.clone()));
+            }
+        }
         if self.budget.full.load(Ordering::Acquire) {
-            if self.budget.used() * 10 >= self.budget.limit * 9 {
-                return false;
+            let used = self.budget.used();
+            if used * 10 >= self.budget.limit * 9 {
+                return Err(SpoolError::Full {
+                    used,
+                    limit: self.budget.limit,
+                });
             }
             self.budget.full.store(false, Ordering::Release);
         }
-        true
+        Ok(())
     }
 
     /// Unshipped bytes on disk, all streams.
@@ -398,5 +413,36 @@ mod tests {
         first.drain(Duration::ZERO).await;
         drop(first);
         assert!(Spool::open(&settings, &publisher).unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_log_that_cannot_be_written_refuses_writes_and_readiness() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
+        let mut settings = Settings::load(dir).unwrap();
+        settings.spool.dir = tmp.path().to_owned();
+        settings.spool.streams = vec![StreamSpool::named("s")];
+        // Segments of 256 KiB (a quarter of it).
+        settings.spool.max_bytes = 1 << 20;
+        let settings = Arc::new(settings);
+        let publisher: Arc<dyn KinesisPublisher> = Arc::new(RecordingPublisher::default());
+        let spool = Spool::open(&settings, &publisher).unwrap().unwrap();
+        let stream = StreamName::parse("s").unwrap();
+        let record = |n: usize| Record {
+            data: bytes::Bytes::from(vec![b'x'; n]),
+            partition_key: crate::domain::PartitionKey::parse("k", None).unwrap(),
+            explicit_hash_key: None,
+        };
+        spool.append(&stream, vec![record(10)]).await.unwrap();
+        assert!(spool.accepting().is_ok());
+
+        // The next segment cannot be created: its directory is gone (a disk error stands in).
+        std::fs::remove_dir_all(stream_dir(tmp.path(), "s")).unwrap();
+        let big = spool.append(&stream, vec![record(300_000)]).await;
+        assert!(matches!(big, Err(SpoolError::Unwritable(_))), "{big:?}");
+        let after = spool.append(&stream, vec![record(10)]).await;
+        assert!(matches!(after, Err(SpoolError::Unwritable(_))), "{after:?}");
+        assert!(matches!(spool.accepting(), Err(SpoolError::Unwritable(_))));
+        spool.drain(Duration::ZERO).await;
     }
 }

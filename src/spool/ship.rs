@@ -4,7 +4,9 @@
 //!
 //! A batch is finished before the next is read: what failed retriably is sent again (backing off
 //! up to [`MAX_WAIT`] while Kinesis is unreachable) and the log's progress moves only past records
-//! that Kinesis accepted or that were dead-lettered. A record Kinesis refuses for good goes to
+//! that Kinesis accepted or that were dead-lettered. Within one call, an entry Kinesis failed is
+//! resent after later entries it accepted, possibly of the same key (docs/api.md#durable-acceptance
+//! says so); across batches the order is the log's. A record Kinesis refuses for good goes to
 //! `<spool.dir>/dead-letter/<stream>.jsonl` and the log at ERROR, never nowhere.
 
 use std::io::Write;
