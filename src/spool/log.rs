@@ -247,6 +247,9 @@ pub(crate) fn spawn_writer(
                     }
                 }
                 Err(e) => {
+                    // Best effort: cut what this group may have written, so that no frame of a
+                    // write answered 503 is shipped after a restart.
+                    let _ = file.set_len(len).and_then(|()| file.sync_data());
                     let why = format!("the spool could not write {}: {e}", dir.display());
                     tracing::error!(error = %e, dir = %dir.display(), "Spool write or fsync failed; refusing spooled writes");
                     for a in group {

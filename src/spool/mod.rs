@@ -90,6 +90,8 @@ impl Budget {
 struct StreamSpool {
     writer: Mutex<std::sync::mpsc::Sender<log::Append>>,
     stream: String,
+    /// In `spool.streams`: takes writes. An unlisted stream's log is only shipped.
+    listed: bool,
     /// Why the log cannot be written any more, once a write or fsync failed (the writer refuses
     /// every later append; readiness says so).
     broken: Mutex<Option<String>>,
@@ -142,8 +144,21 @@ impl Spool {
         let segment_bytes = SEGMENT_BYTES.min((s.max_bytes / 4).max(64 * 1024));
         let mut streams = HashMap::new();
         let mut shippers = Vec::new();
-        for entry in &s.streams {
-            let name = entry.name.clone();
+        // A stream dropped from spool.streams may still have records on disk: they were
+        // acknowledged, so they are shipped all the same; only new writes follow the list.
+        let mut names: Vec<(String, bool)> =
+            s.streams.iter().map(|e| (e.name.clone(), true)).collect();
+        for found in streams_in(&root)? {
+            if !s.spools(&found) && StreamName::parse(&found).is_ok() {
+                tracing::warn!(
+                    stream = %found,
+                    "The spool holds a log for a stream not in spool.streams: shipping what it \
+                     holds; new writes to it are not spooled"
+                );
+                names.push((found, false));
+            }
+        }
+        for (name, listed) in names {
             let dir = stream_dir(&root, &name);
             let corrupt = root.join("corrupt");
             let recovered = log::recover(&dir, &corrupt, &name)
@@ -189,6 +204,7 @@ impl Spool {
                     writer: Mutex::new(writer),
                     stream: name,
                     broken: Mutex::new(None),
+                    listed,
                 },
             );
         }
@@ -204,7 +220,7 @@ impl Spool {
 
     /// Whether `stream`'s writes are spooled.
     pub fn spools(&self, stream: &str) -> bool {
-        self.streams.contains_key(stream)
+        self.streams.get(stream).is_some_and(|s| s.listed)
     }
 
     /// Appends `records` to `stream`'s log and waits for the fsync that makes them durable; their
@@ -214,7 +230,7 @@ impl Spool {
         stream: &StreamName,
         records: Vec<Record>,
     ) -> Result<Vec<uuid::Uuid>, SpoolError> {
-        let Some(spool) = self.streams.get(stream.as_str()) else {
+        let Some(spool) = self.streams.get(stream.as_str()).filter(|s| s.listed) else {
             return Err(SpoolError::Unwritable(format!("{stream} is not spooled")));
         };
         let accepted_ms = SystemTime::now()
@@ -444,5 +460,46 @@ mod tests {
         assert!(matches!(after, Err(SpoolError::Unwritable(_))), "{after:?}");
         assert!(matches!(spool.accepting(), Err(SpoolError::Unwritable(_))));
         spool.drain(Duration::ZERO).await;
+    }
+
+    #[tokio::test]
+    async fn records_of_a_stream_dropped_from_the_list_are_still_shipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
+        let settings_for = |stream: &str| {
+            let mut settings = Settings::load(config).unwrap();
+            settings.spool.dir = tmp.path().to_owned();
+            settings.spool.streams = vec![StreamSpool::named(stream)];
+            Arc::new(settings)
+        };
+        let a = StreamName::parse("a").unwrap();
+        let record = Record {
+            data: bytes::Bytes::from_static(b"kept"),
+            partition_key: crate::domain::PartitionKey::parse("k", None).unwrap(),
+            explicit_hash_key: None,
+        };
+        // The first spool's shipper is stopped before the write: the record stays on disk.
+        let unreachable: Arc<dyn KinesisPublisher> = Arc::new(RecordingPublisher::default());
+        let first = Spool::open(&settings_for("a"), &unreachable)
+            .unwrap()
+            .unwrap();
+        first.drain(Duration::ZERO).await;
+        first.append(&a, vec![record]).await.unwrap();
+        drop(first);
+
+        let recording = Arc::new(RecordingPublisher::default());
+        let publisher: Arc<dyn KinesisPublisher> = recording.clone();
+        let second = Spool::open(&settings_for("b"), &publisher)
+            .unwrap()
+            .unwrap();
+        assert!(!second.spools("a") && second.spools("b"));
+        let started = Instant::now();
+        while second.backlog_bytes() > 0 {
+            assert!(started.elapsed() < Duration::from_secs(5), "shipped");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let calls = recording.calls();
+        assert_eq!(&calls[0].records[0].data[..], b"kept");
+        second.drain(Duration::ZERO).await;
     }
 }
