@@ -67,7 +67,8 @@ async fn run() -> anyhow::Result<()> {
     let config_dir =
         std::env::var_os("APP_CONFIG_DIR").map_or_else(|| PathBuf::from("config"), PathBuf::from);
     let settings = Settings::load(&config_dir)?;
-    telemetry::init(&settings.telemetry);
+    // Held to the end: dropping it flushes the log lines still queued (src/telemetry.rs).
+    let _log = telemetry::init(&settings.telemetry);
 
     if command.as_deref() == Some("create-streams") {
         let loader = aws_config::defaults(BehaviorVersion::latest());

@@ -367,3 +367,53 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// docs/operations.md, "The access log": `errors` logs a line for a 4xx and none for a 200, and
+/// a clean stop (SIGTERM) flushes what the log writer still had queued.
+#[tokio::test]
+async fn the_access_log_can_be_limited_to_errors_and_is_flushed_at_a_clean_stop() {
+    let kinesis = control_client().await;
+    let stream = fresh_stream(&kinesis).await;
+    let mut cmd = with_test_credentials();
+    cmd.env("APP_KINESIS__ENDPOINT_URL", emulator_endpoint())
+        .env("APP_TELEMETRY__ACCESS_LOG", "errors");
+    let mut server = Server::start(cmd);
+    let http = reqwest::Client::new();
+    let post = |stream: &str| {
+        http.post(server.url(&format!("/streams/{stream}/records")))
+            .header("content-type", "text/plain")
+            .body("1")
+            .send()
+    };
+    assert_eq!(post(&stream).await.unwrap().status(), 200);
+    assert_eq!(post("bad!name").await.unwrap().status(), 400);
+    Command::new("kill")
+        .args(["-TERM", &server.child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let status = eventually("exit after SIGTERM", Duration::from_secs(20), || {
+        let exited = server.child.0.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    assert!(status.success());
+    // The pipe is drained by a thread: give it the last lines the process wrote.
+    let finished = eventually("the access log line", Duration::from_secs(5), || {
+        let lines: Vec<u64> = server
+            .logged("INFO")
+            .iter()
+            .filter(|l| l["message"] == "Request finished")
+            .filter_map(|l| l["status"].as_u64())
+            .collect();
+        async move { lines.contains(&400).then_some(lines) }
+    })
+    .await;
+    assert_eq!(finished, vec![400], "errors only: the 200 has no line");
+    assert!(
+        server
+            .logged("INFO")
+            .iter()
+            .any(|l| l["message"] == "Stopped"),
+        "the last line before exit was flushed"
+    );
+}

@@ -269,10 +269,13 @@ pub(crate) fn test_settings(endpoint: &str) -> Settings {
 
 fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
-        kinesis_writer::telemetry::init(&kinesis_writer::config::TelemetrySettings {
+        let guard = kinesis_writer::telemetry::init(&kinesis_writer::config::TelemetrySettings {
             format: kinesis_writer::config::LogFormat::Pretty,
             filter: "debug".to_owned(),
+            access_log: kinesis_writer::config::AccessLog::All,
         });
+        // The log writer lives as long as this test process.
+        std::mem::forget(guard);
     }
 }
 
