@@ -135,6 +135,17 @@ impl Emulator {
         }
     }
 
+    /// Sends the emulator `signal` (`-STOP` to stall it: connections are accepted by the kernel
+    /// and requests queue unanswered; `-CONT` to carry them all out).
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = std::fs::read_to_string(&self.node_pid_file).unwrap();
+        let sent = Command::new("kill")
+            .args([signal, pid.trim()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {signal} {pid}");
+    }
+
     /// Starts it again on the same ports.
     pub(crate) fn restart(&self, streams: &[&str]) -> Self {
         Self::launch(self.port, self.tls_port, streams)
