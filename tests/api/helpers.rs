@@ -307,6 +307,8 @@ pub(crate) struct TestApp {
     pub(crate) http: reqwest::Client,
     /// This test's stream: fresh and ACTIVE on the emulator, a random valid name otherwise.
     pub(crate) stream: String,
+    /// The same service's router, for [`TestApp::oneshot`].
+    router: axum::Router,
     kinesis: Option<aws_sdk_kinesis::Client>,
     fake: Option<fake_kinesis::FakeKinesis>,
 }
@@ -380,11 +382,13 @@ async fn build(settings: Settings) -> Application {
 /// ends. Its stream is a random valid name; it has neither emulator client nor fake.
 pub(crate) fn serve(app: Application) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
+    let router = app.router();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     TestApp {
         address,
         http: reqwest::Client::new(),
         stream: random_stream_name("any"),
+        router,
         kinesis: None,
         fake: None,
     }
@@ -564,6 +568,20 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    /// Sends `request` through the service's router and its whole middleware stack without a
+    /// socket: for tests that drive thousands of generated requests (tests/api/properties.rs).
+    pub(crate) async fn oneshot(
+        &self,
+        request: axum::http::Request<axum::body::Body>,
+    ) -> axum::response::Response {
+        use tower::ServiceExt;
+        self.router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible")
     }
 
     /// Every record in this test's stream (all shards), oldest first per shard.

@@ -17,5 +17,6 @@ mod moto;
 mod openapi;
 mod outage;
 mod production;
+mod properties;
 mod records;
 mod records_v2;
