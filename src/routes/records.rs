@@ -125,8 +125,15 @@ impl WriteParams {
         Ok(p)
     }
 
-    /// The write, once the body's kind is known: the combinations API.md §6 refuses are 400s.
-    fn request(self, kind: BodyKind, body: Bytes) -> Result<WriteRequest, ValidationError> {
+    /// The write, once the body's kind is known: the combinations API.md §6 refuses are 400s. A
+    /// batch keeps at most `max_records` records (more is `too_many_records`, found while
+    /// reading, before any record is built).
+    fn request(
+        self,
+        kind: BodyKind,
+        body: Bytes,
+        max_records: usize,
+    ) -> Result<WriteRequest, ValidationError> {
         let invalid = |why: &str| ValidationError::InvalidQueryParameter(why.to_owned());
         let json = matches!(kind, BodyKind::Json | BodyKind::Ndjson);
         let mode = match (kind, self.per_entry) {
@@ -166,8 +173,8 @@ impl WriteParams {
             ));
         }
         let payload = match (kind, mode) {
-            (BodyKind::Ndjson, _) => Payload::ndjson(&body)?,
-            (_, WriteMode::Batch) => Payload::batch(&body)?,
+            (BodyKind::Ndjson, _) => Payload::ndjson(&body, max_records)?,
+            (_, WriteMode::Batch) => Payload::batch(&body, max_records)?,
             (_, WriteMode::Single) => Payload::single(kind, body)?,
         };
         Ok(WriteRequest {
@@ -281,7 +288,10 @@ pub(crate) async fn write_records(
 
     let limit = state.settings.limits.body_limit_bytes;
     let body = read_body(body, &headers, limit).await?;
-    let request = params.request(kind, body)?;
+    let settings = state.settings.stream(stream.as_str());
+    let split = params.split.unwrap_or(settings.split.enabled);
+    let max_records = settings.limits.max_records_in_body(split, body.len());
+    let request = params.request(kind, body, max_records)?;
     span.record("records", request.payload.len());
 
     let outcome = state.ingest.write(&stream, request).await?;
@@ -424,7 +434,7 @@ mod tests {
         kind: BodyKind,
         body: &str,
     ) -> Result<WriteRequest, ValidationError> {
-        params(q)?.request(kind, Bytes::copy_from_slice(body.as_bytes()))
+        params(q)?.request(kind, Bytes::copy_from_slice(body.as_bytes()), usize::MAX)
     }
 
     fn is_batch(q: &[(&str, &str)], kind: BodyKind, body: &str) -> bool {
