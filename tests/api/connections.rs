@@ -365,23 +365,28 @@ async fn slow_headers_and_idle_connections_are_closed() {
     }
 }
 
-/// Past `max_connections`, a new connection is not served until an open one closes.
+/// Past `max_connections`, while every open connection is busy, a new connection is not served
+/// until one of them finishes (its connection, then idle, is closed to make room).
 #[tokio::test(flavor = "multi_thread")]
-async fn the_connection_cap_holds_new_connections_until_one_closes() {
+async fn the_connection_cap_holds_new_connections_while_all_are_busy() {
     let app = spawn_fake_app(|s, _| s.server.max_connections = 4).await;
+    app.fake()
+        .set_plan(Plan::accept_all().with_delay(Duration::from_millis(1500)));
     let address = app.address.clone();
     tokio::task::spawn_blocking(move || {
-        // Each of the four is served once, so the server has accepted all four (and they stay
-        // open, kept alive) before the fifth arrives.
-        let open: Vec<_> = (0..4)
+        // Four writes the fake answers only after 1.5 s: all four connections busy.
+        let busy: Vec<_> = (0..4)
             .map(|_| {
                 let mut s = connect(&address);
-                s.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
-                    .unwrap();
-                assert_eq!(read_response(&mut s).0, 200);
+                s.write_all(
+                    b"POST /streams/s/records HTTP/1.1\r\nHost: x\r\n\
+                      Content-Type: application/json\r\nContent-Length: 1\r\n\r\n1",
+                )
+                .unwrap();
                 s
             })
             .collect();
+        std::thread::sleep(Duration::from_millis(200));
         let mut fifth = connect(&address);
         fifth
             .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -392,14 +397,64 @@ async fn the_connection_cap_holds_new_connections_until_one_closes() {
         let mut answer = [0u8; 1024];
         assert!(
             fifth.read(&mut answer).is_err(),
-            "the fifth connection was served while four were open"
+            "the fifth connection was served while four were busy"
         );
-        drop(open);
         fifth
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
-        let n = fifth.read(&mut answer).expect("served once one closed");
+        let n = fifth.read(&mut answer).expect("served once one was done");
         assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+        for mut s in busy {
+            assert_eq!(read_response(&mut s).0, 200, "the busy ones were answered");
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// Issue #22 item 3: at `max_connections` with every connection idle (kept alive), a new client
+/// is served at once, not after the idle timeout, and the connection idle longest is the one
+/// closed to make room.
+#[tokio::test(flavor = "multi_thread")]
+async fn at_the_cap_the_longest_idle_connection_is_closed_to_admit_a_new_one() {
+    let app = spawn_fake_app(|s, _| {
+        s.server.max_connections = 4;
+        s.server.idle_timeout_ms = 60_000;
+    })
+    .await;
+    let address = app.address.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut open: Vec<_> = (0..4)
+            .map(|_| {
+                let mut s = connect(&address);
+                s.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                assert_eq!(read_response(&mut s).0, 200);
+                // Distinct idle-since times, oldest first.
+                std::thread::sleep(Duration::from_millis(20));
+                s
+            })
+            .collect();
+        let started = Instant::now();
+        let mut fifth = connect(&address);
+        fifth
+            .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut fifth).0, 200);
+        let waited = started.elapsed();
+        assert!(waited < Duration::from_secs(2), "served after {waited:?}");
+
+        let oldest = open.remove(0);
+        let closed_after = time_until_closed(oldest, started);
+        assert!(
+            closed_after < Duration::from_secs(2),
+            "the oldest closed after {closed_after:?}"
+        );
+        for mut s in open {
+            s.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            assert_eq!(read_response(&mut s).0, 200, "the younger ones stay open");
+        }
     })
     .await
     .unwrap();
