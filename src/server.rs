@@ -235,6 +235,7 @@ async fn serve_connection(
     let io = TokioIo::new(Watched {
         inner: stream,
         activity: activity.clone(),
+        sniffed: false,
     });
     let busy = activity.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -293,6 +294,11 @@ struct ActivityState {
     head_since: Option<Instant>,
     /// Told to close, to make room at the connection cap.
     closing: bool,
+    /// The connection speaks HTTP/2 (h2c): bytes arriving while nothing is in flight may be a
+    /// PING or SETTINGS, not the start of a request's headers, so the header timer is not
+    /// started by them (hyper's h2 server bounds a HEADERS frame itself); the idle timeout
+    /// still applies, and closes with GOAWAY.
+    http2: bool,
 }
 
 impl Activity {
@@ -303,6 +309,7 @@ impl Activity {
                 idle_since: Instant::now(),
                 head_since: None,
                 closing: false,
+                http2: false,
             }),
             changed: Notify::new(),
         }
@@ -314,10 +321,10 @@ impl Activity {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Bytes arrived: when nothing is in flight they start a request's headers.
+    /// Bytes arrived: when nothing is in flight they start a request's headers (HTTP/1.1 only).
     fn bytes_read(&self) {
         let mut s = self.state();
-        if s.in_flight == 0 && s.head_since.is_none() {
+        if s.in_flight == 0 && s.head_since.is_none() && !s.http2 {
             s.head_since = Some(Instant::now());
             drop(s);
             self.changed.notify_one();
@@ -389,7 +396,12 @@ impl Drop for RequestGuard {
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
+    /// The first bytes have been looked at for HTTP/2's connection preface.
+    sniffed: bool,
 }
+
+/// What an HTTP/2 client sends first (RFC 9113 §3.4); no HTTP/1.1 request starts with it.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 impl AsyncRead for Watched {
     fn poll_read(
@@ -400,6 +412,14 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
+            if !self.sniffed {
+                self.sniffed = true;
+                let first = &buf.filled()[before..];
+                let n = first.len().min(HTTP2_PREFACE.len());
+                if first[..n] == HTTP2_PREFACE[..n] {
+                    self.activity.state().http2 = true;
+                }
+            }
             self.activity.bytes_read();
         }
         result

@@ -459,3 +459,69 @@ async fn at_the_cap_the_longest_idle_connection_is_closed_to_admit_a_new_one() {
     .await
     .unwrap();
 }
+
+/// Issue #22 item 5: an HTTP/2 (h2c) connection kept alive with PINGs and no request was dropped
+/// at the header timeout, without GOAWAY, as if the PINGs were slow headers. It is idle: it is
+/// closed at the idle timeout, with a GOAWAY frame. The client here answers the server's SETTINGS
+/// and PINGs, as an HTTP/2 client must.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_h2c_connection_kept_alive_with_pings_closes_at_the_idle_timeout_with_goaway() {
+    let app = spawn_fake_app(|s, _| {
+        s.server.header_read_timeout_ms = 400;
+        s.server.idle_timeout_ms = 2500;
+    })
+    .await;
+    let address = app.address.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut s = connect(&address);
+        let mut reader = s.try_clone().unwrap();
+        let mut replies = s.try_clone().unwrap();
+        // Reads the server's frames until it closes: (type, when) each; acknowledges SETTINGS
+        // and PINGs.
+        let received = std::thread::spawn(move || {
+            reader
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut frames = Vec::new();
+            let mut head = [0u8; 9];
+            while reader.read_exact(&mut head).is_ok() {
+                let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+                let mut payload = vec![0u8; len];
+                if reader.read_exact(&mut payload).is_err() {
+                    break;
+                }
+                let (kind, ack) = (head[3], head[4] & 1 == 1);
+                frames.push((kind, started.elapsed()));
+                let reply = match (kind, ack) {
+                    (4, false) => vec![0, 0, 0, 4, 1, 0, 0, 0, 0],
+                    (6, false) => [&[0, 0, 8, 6, 1, 0, 0, 0, 0][..], &payload].concat(),
+                    _ => continue,
+                };
+                let _ = replies.write_all(&reply);
+            }
+            (frames, started.elapsed())
+        });
+        // The preface, an empty SETTINGS frame, then a PING every 200 ms for 1.2 s.
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .unwrap();
+        for i in 0..6u8 {
+            std::thread::sleep(Duration::from_millis(200));
+            let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, i, 0, 0, 0, 0, 0, 0, 0];
+            if s.write_all(&ping).is_err() {
+                break;
+            }
+        }
+        let (frames, closed_after) = received.join().unwrap();
+        let goaway = frames.iter().find(|(kind, _)| *kind == 7).map(|(_, at)| *at);
+        let goaway = goaway.unwrap_or_else(|| panic!("no GOAWAY; frames {frames:?}"));
+        assert!(
+            goaway >= Duration::from_millis(2300) && closed_after < Duration::from_secs(7),
+            "GOAWAY after {goaway:?}, closed after {closed_after:?}: not at the idle timeout (2.5 s)"
+        );
+        let pongs = frames.iter().filter(|(kind, _)| *kind == 6).count();
+        assert!(pongs >= 6, "every PING answered: {frames:?}");
+    })
+    .await
+    .unwrap();
+}
