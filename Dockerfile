@@ -7,7 +7,7 @@
 # mounts below. There is deliberately no `# syntax=docker/dockerfile:1` line: the built-in
 # Dockerfile frontend has everything used here (RUN --mount since Docker 20.10), and the line made
 # every build fetch the frontend image from Docker Hub, which fails where only a mirror of the base
-# images (or no registry) can be reached. Built and run by `make image-test` (README.md, "Docker").
+# images (or no registry) can be reached. Built and run by `make image-test` (docs/deployment.md, "Container image").
 
 ARG RUST_VERSION=1.95
 
@@ -32,7 +32,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     cargo build --release --locked --bin kinesis-writer \
  && cp target/release/kinesis-writer /usr/local/bin/kinesis-writer
 
-# Smoke test: the binary starts and answers without AWS (API.md §5).
+# Smoke test: the binary starts and answers without AWS (docs/deployment.md, "AWS setup").
 RUN kinesis-writer --version && kinesis-writer --help > /dev/null
 
 # ---- runtime ----------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 # kinesis-writer: the two commands a newcomer needs are `make run` and `make test`.
-.PHONY: run stop test check unit emulator openapi bench fuzz help
+.PHONY: run stop test check unit emulator openapi bench fuzz fuzz-quick help
 .PHONY: deploy-check deploy-test lb-test image-test
 .PHONY: python-client-test
 
@@ -20,6 +20,7 @@ emulator: ## install the pinned Kinesis emulator (tools/kinesis-local) if missin
 test: emulator check deploy-check ## every check and test, emulator tests included (what CI runs)
 	$(CARGO) test --workspace --locked
 	$(MAKE) --no-print-directory python-client-test
+	$(MAKE) --no-print-directory fuzz-quick
 
 check: ## formatting and lints
 	$(CARGO) fmt --all -- --check
@@ -37,6 +38,12 @@ bench: ## release build + load tests against the ceiling, the service and the Py
 fuzz: emulator ## hostile input: property tests with many cases, then schemathesis against the running service
 	PROPTEST_CASES=$${PROPTEST_CASES:-4096} $(CARGO) test --locked --test properties
 	scripts/schemathesis.sh
+
+# make test runs this, so the schemathesis harness (tools/schemathesis) cannot rot unnoticed: a
+# fixed seed, cut at ST_MAX_TIME seconds (the cases are the same each run; how many run depends
+# on the machine).
+fuzz-quick: emulator ## schemathesis against the running service, seeded and bounded to about a minute (part of make test)
+	ST_SEED=$${ST_SEED:-21} ST_MAX_EXAMPLES=$${ST_MAX_EXAMPLES:-1000} ST_MAX_TIME=$${ST_MAX_TIME:-60} scripts/schemathesis.sh
 
 deploy-check: ## deploy/ offline: promtool check+test rules, kubernetes-validate, config/metrics consistency
 	scripts/deploy-check.sh

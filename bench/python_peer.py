@@ -13,7 +13,7 @@ POST /streams/{stream}/records?record_per_entry=true|false&partition_key=...
   application/octet-stream  -> the body bytes
   text/plain                -> the body as str
 Answers the boto3 response (ResponseMetadata dropped). Kinesis errors become 502 with the AWS code:
-the peer is a yardstick, not a second implementation of API.md.
+the peer is a yardstick, not a second implementation of docs/api.md.
 
 boto3 reads AWS_ENDPOINT_URL_KINESIS and AWS_DEFAULT_REGION (not AWS_REGION) from the environment.
 """

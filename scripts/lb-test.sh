@@ -9,7 +9,7 @@
 # touched. Then: 0 failed requests at the client, no 5xx (no 502/503 from the balancer), every
 # body answered 200 in the stream exactly once and nothing else there (GetRecords on every shard).
 # Prints the figures. The HAProxy settings that make this work are in deploy/haproxy/haproxy.cfg,
-# and README.md, "Deploying", explains them.
+# and docs/deployment.md, "Behind a load balancer", explains them.
 #
 # Environment: RATE (requests/s, default 200), WORKERS (client connections, default 8),
 # HAPROXY_CFG (default deploy/haproxy/haproxy.cfg; e.g. a copy without the retries, to see why

@@ -3,7 +3,7 @@
 
     scripts/read-stream.py STREAM [ENDPOINT]      (ENDPOINT defaults to http://127.0.0.1:4568)
 
-For the README's examples against `make run`: it reads the emulator directly (GetShardIterator
+For the examples of README.md and docs/api.md against `make run`: it reads the emulator directly (GetShardIterator
 TRIM_HORIZON + GetRecords on every shard), with the standard library only. The emulator does not
 check signatures, so a dummy SigV4 header is enough; never point this at real AWS.
 """

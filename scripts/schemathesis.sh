@@ -17,6 +17,8 @@
 #   ST_MAX_TIME      optional time budget in seconds for the whole run (--max-time)
 #   ST_SEED          optional seed for a reproducible run
 #   ST_WORKERS       concurrent workers (default 1; the emulator is slow)
+# After the run, tools/schemathesis/summary.py prints how the requests were answered (share of 2xx,
+# refusals by problem code) from the run's NDJSON report.
 # Reports (JUnit, NDJSON), the emulator and service logs and the replay cache go to
 # tools/schemathesis/report/ (gitignored). Replay a failure: SCHEMATHESIS_HOOKS=tools/schemathesis/hooks.py
 # tools/schemathesis/.venv/bin/schemathesis --config-file tools/schemathesis/schemathesis.toml replay ID
@@ -84,7 +86,7 @@ done
 echo "Emulator on http://127.0.0.1:$kinesis_port (pid $emulator_pid)"
 
 # --- 3. the service -------------------------------------------------------------------------------
-cargo build --quiet --bin kinesis-writer
+cargo build --quiet --locked --bin kinesis-writer
 app_port=$(free_port)
 export APP_ENVIRONMENT=${APP_ENVIRONMENT:-local}
 export APP_SERVER__PORT="$app_port"
@@ -115,10 +117,17 @@ args=(--config-file "$tool/schemathesis.toml" run openapi.yaml --url "$base"
   --no-color)
 [ -n "${ST_MAX_TIME:-}" ] && args+=(--max-time "$ST_MAX_TIME")
 [ -n "${ST_SEED:-}" ] && args+=(--seed "$ST_SEED")
+# make test runs this each time (a few MB of NDJSON per run): keep the reports of the last 4 runs.
+for kind in ndjson junit; do
+  ls -t "$report"/"$kind"-* 2>/dev/null | tail -n +4 | xargs -r rm -f -- || true
+done
 start=$(date +%s)
 set +e
 SCHEMATHESIS_HOOKS="$tool/hooks.py" "$venv/bin/schemathesis" "${args[@]}" "$@"
 status=$?
 set -e
+# How the generated requests were answered (share of 2xx, refusals by problem code).
+latest=$(ls -t "$report"/ndjson-*.ndjson 2>/dev/null | head -n 1 || true)
+[ -n "$latest" ] && { "$venv/bin/python" "$tool/summary.py" "$latest" || true; }
 echo "schemathesis exited $status after $(( $(date +%s) - start )) s; reports in $report"
 exit "$status"

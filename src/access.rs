@@ -197,13 +197,7 @@ mod tests {
         .unwrap();
         s.auth.required = required;
         s.streams.allow_all = allow_all;
-        s.streams.allowed = ["a", "b"]
-            .map(|n| crate::config::AllowedStream {
-                name: n.into(),
-                arn: None,
-                region: None,
-            })
-            .to_vec();
+        s.streams.allowed = ["a", "b"].map(crate::config::AllowedStream::named).to_vec();
         s.auth.keys = vec![
             ApiKeySettings {
                 id: "only-a".into(),

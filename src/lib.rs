@@ -9,7 +9,8 @@
 //!
 //! Around them: [`domain`] (validated values, no HTTP or AWS types), [`error`] (the one mapping to
 //! problem+json), [`access`] (allowlist and API keys), [`metrics`] (Prometheus), [`config`],
-//! [`telemetry`], [`startup`], [`server`] (the listener and its connection limits) and [`state`].
+//! [`telemetry`], [`startup`], [`server`] (the listener and its connection limits) and [`state`];
+//! [`testing`] holds the one in-process recording fake the tests share.
 
 pub mod access;
 pub mod config;
@@ -25,3 +26,4 @@ pub mod service;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod testing;

@@ -1,6 +1,7 @@
 //! The `kinesis-writer` binary: parse the command line, load settings, run.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use aws_config::BehaviorVersion;
@@ -9,7 +10,8 @@ use kinesis_writer::startup::{Application, shutdown_signal};
 use kinesis_writer::{dev, kinesis, telemetry};
 
 /// jemalloc instead of the system allocator: the hot path allocates many small, short-lived
-/// buffers on two threads at once, where glibc malloc spent ~14% of the CPU (BENCHMARKS.md).
+/// buffers on two threads at once, where glibc malloc took ~14% of the CPU in a profile and
+/// jemalloc ~3% (BENCHMARKS.md, "The allocator").
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -30,8 +32,20 @@ CONFIGURATION:
     AWS_ENDPOINT_URL_KINESIS / AWS_ENDPOINT_URL for an emulator.
 ";
 
+/// A failure to start is one line on stderr (the error and its causes, `{:#}`), not a debug dump
+/// with a backtrace: a configuration mistake should read as a sentence.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kinesis-writer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let command = std::env::args().nth(1);
     match command.as_deref() {
         Some("--help" | "-h" | "help") => {

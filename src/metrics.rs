@@ -38,12 +38,22 @@ pub const COALESCE_BATCH_RECORDS: &str = "coalesce_batch_records";
 pub const COALESCE_BATCH_REQUESTS: &str = "coalesce_batch_requests";
 pub const COALESCE_BUFFERED_BYTES: &str = "coalesce_buffered_bytes";
 pub const COALESCE_OVERLOADED: &str = "coalesce_overloaded_total";
+/// Readiness probes of Kinesis (background, never per request), by `result`: `ready` or
+/// `not_ready`.
+pub const READINESS_PROBES: &str = "kinesis_readiness_probes_total";
 /// KPL aggregation: user records per aggregated Kinesis record.
 pub const AGGREGATION_USER_RECORDS: &str = "kinesis_aggregation_user_records";
 /// KPL aggregation: bytes of each aggregated Kinesis record.
 pub const AGGREGATION_BYTES: &str = "kinesis_aggregation_bytes";
 /// KPL aggregation: requests whose records went out plain for want of a shard map.
 pub const AGGREGATION_PLAIN_FALLBACK: &str = "kinesis_aggregation_plain_fallback_total";
+/// KPL aggregation: aggregates that landed on another shard than the shard map predicted.
+pub const AGGREGATION_MISPREDICTED: &str = "kinesis_aggregation_mispredicted_total";
+/// KPL aggregation: user records sent again because their aggregate landed on a shard whose range
+/// does not hold them all (a KCL consumer would drop that aggregate).
+pub const AGGREGATION_RESENT_RECORDS: &str = "kinesis_aggregation_resent_records_total";
+/// KPL aggregation: ListShards calls made to (re)build a stream's shard map.
+pub const AGGREGATION_SHARD_MAP_REFRESHES: &str = "kinesis_aggregation_shard_map_refreshes_total";
 
 /// Latency buckets in seconds, from a fast PutRecord to the retry deadline.
 const BUCKETS: [f64; 14] = [
@@ -298,7 +308,13 @@ impl KinesisPublisher for MeteredPublisher {
     }
 
     async fn probe(&self) -> ProbeResult {
-        self.inner.probe().await
+        let result = self.inner.probe().await;
+        let label = match &result {
+            ProbeResult::Answered => "ready",
+            ProbeResult::Failed(_) => "not_ready",
+        };
+        counter!(READINESS_PROBES, "result" => label).increment(1);
+        result
     }
 
     async fn list_shards(

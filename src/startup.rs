@@ -64,6 +64,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let access = AccessPolicy::from_settings(&settings)?;
         access.log_summary();
+        settings.log_streams();
         let metrics = settings.metrics.enabled.then(crate::metrics::handle);
         // Every Kinesis call is measured (a no-op when no recorder is installed).
         let publisher: Arc<dyn KinesisPublisher> = Arc::new(MeteredPublisher::new(publisher));

@@ -1,40 +1,39 @@
 //! Property tests (proptest) over the pure domain and over the HTTP router with a fake publisher.
 //!
 //! No emulator and no socket: the router is built by `Application::build_with_publisher` around
-//! `FakePublisher`, which accepts every write and records what it was given, and each request is
-//! driven through it with `tower::ServiceExt::oneshot` (the router's middleware stack included). Each property runs 256 cases by default
+//! the crate's one in-process recording fake (`kinesis_writer::testing::RecordingPublisher`, which
+//! writes every record whose data does not start with `fail:`), and each request is driven
+//! through it with `tower::ServiceExt::oneshot` (the router's middleware stack included). Each property runs 256 cases by default
 //! (`PROPTEST_CASES` overrides); failures are not persisted to disk, the shrunk case is printed.
 //!
 //! Properties:
 //! - (a) a JSON value written with arbitrary whitespace and arbitrary (valid) escapes maps to its own
 //!   text, or to its decoded text for a string; a batch of N values maps to N such records;
 //! - (b) any path segment / query / content type / body answers 200 or a 4xx problem+json whose
-//!   `code` is one of API.md's, never a 5xx; for inputs the model understands, exactly what API.md
+//!   `code` is one of docs/api.md's, never a 5xx; for inputs the model understands, exactly what it
 //!   predicts, and the fake sees the records only on 200;
 //! - (c) a partition key is accepted iff it is 1..=256 UTF-16 code units (domain and HTTP);
 //! - (d) the record data the publisher receives is what the mapping says (strings unquoted, others raw);
-//! - (e) with small configured limits, the limit errors come in API.md's order with their numbers.
+//! - (e) with small configured limits, the limit errors come in docs/api.md's order with their
+//!   numbers.
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use kinesis_writer::config::Settings;
-use kinesis_writer::domain::{
-    BodyKind, EntryOutcome, PartitionKey, Payload, PutRecordOutcome, PutRecordsOutcome, Record,
-    StreamName, ValidationError,
-};
-use kinesis_writer::kinesis::{KinesisPublisher, ProbeResult, PublishError};
+use kinesis_writer::domain::{BodyKind, PartitionKey, Payload, Record, ValidationError};
+use kinesis_writer::kinesis::KinesisPublisher;
 use kinesis_writer::startup::Application;
+use kinesis_writer::testing::RecordingPublisher;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 // ---------------------------------------------------------------------------------------------
-// Harness: one runtime, apps around a recording fake publisher.
+// Harness: one runtime, apps around the recording fake publisher.
 // ---------------------------------------------------------------------------------------------
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -48,80 +47,10 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// One publisher call as the fake saw it.
-#[derive(Debug, Clone)]
-struct Call {
-    stream: String,
-    batch: bool,
-    records: Vec<Record>,
-}
-
-/// Accepts every write and remembers it.
-#[derive(Debug, Default)]
-struct FakePublisher {
-    calls: Mutex<Vec<Call>>,
-}
-
-impl FakePublisher {
-    fn take(&self) -> Vec<Call> {
-        std::mem::take(&mut *self.calls.lock().unwrap())
-    }
-}
-
-#[async_trait]
-impl KinesisPublisher for FakePublisher {
-    async fn put_record(
-        &self,
-        stream: &StreamName,
-        record: &Record,
-        _: Option<&str>,
-    ) -> Result<PutRecordOutcome, PublishError> {
-        self.calls.lock().unwrap().push(Call {
-            stream: stream.as_str().to_owned(),
-            batch: false,
-            records: vec![record.clone()],
-        });
-        Ok(PutRecordOutcome {
-            shard_id: "shardId-000000000000".to_owned(),
-            sequence_number: "49590338271490256608559692538361571095921575989136588898".to_owned(),
-            encryption_type: Some("NONE".to_owned()),
-            request_id: Some("fake-request-id".to_owned()),
-        })
-    }
-
-    async fn put_records(
-        &self,
-        stream: &StreamName,
-        records: &[Record],
-    ) -> Result<PutRecordsOutcome, PublishError> {
-        self.calls.lock().unwrap().push(Call {
-            stream: stream.as_str().to_owned(),
-            batch: true,
-            records: records.to_vec(),
-        });
-        Ok(PutRecordsOutcome {
-            failed_record_count: 0,
-            records: (0..records.len())
-                .map(|i| EntryOutcome::Written {
-                    shard_id: "shardId-000000000000".to_owned(),
-                    sequence_number: format!("{}", 1000 + i),
-                    sub_sequence_number: None,
-                })
-                .collect(),
-            encryption_type: Some("NONE".to_owned()),
-            request_id: Some("fake-request-id".to_owned()),
-        })
-    }
-
-    async fn probe(&self) -> ProbeResult {
-        ProbeResult::Answered
-    }
-}
-
 /// The service on a free loopback port around a fresh fake.
 struct App {
     router: axum::Router,
-    fake: Arc<FakePublisher>,
+    fake: Arc<RecordingPublisher>,
     body_limit: usize,
     limits: ModelLimits,
 }
@@ -149,7 +78,7 @@ fn app(tweak: impl FnOnce(&mut Settings)) -> App {
         max_record_size: settings.limits.max_record_size_bytes,
         max_request_size: settings.limits.max_request_size_bytes,
     };
-    let fake = Arc::new(FakePublisher::default());
+    let fake = Arc::new(RecordingPublisher::default());
     let publisher: Arc<dyn KinesisPublisher> = fake.clone();
     let router = runtime().block_on(async move {
         Application::build_with_publisher(settings, publisher)
@@ -386,7 +315,7 @@ impl<'a> Writer<'a> {
     }
 }
 
-/// The record data API.md promises for a JSON value with this text and this meaning.
+/// The record data docs/api.md promises for a JSON value with this text and this meaning.
 fn mapped(v: &Value, text: &str) -> Vec<u8> {
     match v {
         Value::String(s) => s.as_bytes().to_vec(),
@@ -558,10 +487,10 @@ fn arb_body() -> impl Strategy<Value = Vec<u8>> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The model: what API.md says a request answers.
+// The model: what docs/api.md says a request answers.
 // ---------------------------------------------------------------------------------------------
 
-/// Every `code` API.md lists, with its status (plus the router's own 404/405 fallbacks).
+/// Every `code` docs/api.md lists, with its status (plus the router's own 404/405 fallbacks).
 const CODES: &[(&str, u16)] = &[
     ("invalid_stream_name", 400),
     ("invalid_query_parameter", 400),
@@ -592,7 +521,7 @@ enum Expect {
     Refused {
         status: u16,
         code: &'static str,
-        /// (limit, actual, index) where API.md says they appear.
+        /// (limit, actual, index) where docs/api.md says they appear.
         numbers: Option<(usize, Option<usize>, Option<usize>)>,
     },
 }
@@ -768,7 +697,7 @@ fn model(
             data
         }
     };
-    // Limits, in API.md's order.
+    // Limits, in docs/api.md's order.
     if batch && data.len() > limits.max_records {
         return Some(Expect::Refused {
             status: 422,
@@ -846,7 +775,7 @@ fn check(
         let listed = CODES.iter().find(|(c, _)| *c == code);
         prop_assert!(
             listed.is_some(),
-            "code {:?} is not one of API.md's: {}",
+            "code {:?} is not one of docs/api.md's: {}",
             code,
             p
         );
@@ -1098,7 +1027,7 @@ proptest! {
     // -----------------------------------------------------------------------------------------
 
     /// (b) any stream segment, query, content type and body: 200 or a listed 4xx problem+json,
-    /// and exactly what API.md predicts where the model covers the input.
+    /// and exactly what docs/api.md predicts where the model covers the input.
     #[test]
     fn b_any_request_is_200_or_a_listed_4xx(
         stream in arb_stream(),
@@ -1126,7 +1055,7 @@ proptest! {
     #![proptest_config(config(256))]
 
     /// (e) with small limits: too_many_records, invalid_partition_key, record_too_large (lowest
-    /// index), batch_too_large and the 413 body cap, in API.md's order and with their numbers.
+    /// index), batch_too_large and the 413 body cap, in docs/api.md's order and with their numbers.
     #[test]
     fn e_limits_in_order_with_numbers(
         items in prop::collection::vec("[a-z]{0,40}", 1..8),
@@ -1165,7 +1094,7 @@ proptest! {
 
 // ---------------------------------------------------------------------------------------------
 // (f) Records v2: any mix of the new parameters answers a documented code, never a 5xx, and on
-// success every record's key and hash key follow API.md §6's precedence.
+// success every record's key and hash key follow docs/api.md's precedence.
 // ---------------------------------------------------------------------------------------------
 
 /// One record as the property writes it.

@@ -1,10 +1,12 @@
 //! The `aggregation` section: which streams pack small user records into KPL aggregated Kinesis
-//! records (API.md §7), and how large the aggregates grow (`kinesis::kpl`, `service::aggregate`).
+//! records (docs/api.md#aggregation), and how large the aggregates grow (`kinesis::kpl`,
+//! `service::aggregate`).
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::per_stream::{self, PerStream};
 use crate::domain::Limits;
 
 /// `aggregation:` in config. Off unless enabled for every stream or listed per stream: only
@@ -37,30 +39,17 @@ impl Default for AggregationSettings {
     }
 }
 
-/// One entry of `aggregation.streams`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum StreamAggregation {
-    Name(String),
-    Entry {
-        name: String,
-        #[serde(default = "yes")]
-        enabled: bool,
-        max_bytes: Option<usize>,
-        max_records: Option<usize>,
-    },
-}
+/// One entry of `aggregation.streams`: `- my-stream` (aggregate it with the section's settings)
+/// or `- {name: my-stream, enabled, max_bytes, max_records}`.
+pub type StreamAggregation = PerStream<AggregationOverrides>;
 
-fn yes() -> bool {
-    true
-}
-
-impl StreamAggregation {
-    fn name(&self) -> &str {
-        match self {
-            Self::Name(name) | Self::Entry { name, .. } => name,
-        }
-    }
+/// What an `aggregation.streams` entry may set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct AggregationOverrides {
+    /// Listed streams aggregate unless this says `false`.
+    pub enabled: Option<bool>,
+    pub max_bytes: Option<usize>,
+    pub max_records: Option<usize>,
 }
 
 /// How one stream aggregates, resolved from the settings.
@@ -76,25 +65,14 @@ impl AggregationSettings {
         if self.max_records < 2 {
             anyhow::bail!("aggregation.max_records must be at least 2");
         }
-        for s in &self.streams {
-            crate::domain::StreamName::parse(s.name())
-                .map_err(|e| anyhow::anyhow!("aggregation.streams: {e}"))?;
-        }
-        Ok(())
+        per_stream::validate_names("aggregation.streams", &self.streams)
     }
 
     /// The aggregation of `stream`, or `None` when it sends plain records.
     pub(super) fn config_for(&self, stream: &str, limits: &Limits) -> Option<AggregationConfig> {
-        let entry = self.streams.iter().find(|s| s.name() == stream);
-        let (enabled, max_bytes, max_records) = match entry {
+        let (enabled, max_bytes, max_records) = match per_stream::find(&self.streams, stream) {
             None => (self.enabled, None, None),
-            Some(StreamAggregation::Name(_)) => (true, None, None),
-            Some(StreamAggregation::Entry {
-                enabled,
-                max_bytes,
-                max_records,
-                ..
-            }) => (*enabled, *max_bytes, *max_records),
+            Some(set) => (set.enabled.unwrap_or(true), set.max_bytes, set.max_records),
         };
         enabled.then(|| AggregationConfig {
             // The aggregate's partition key (256 UTF-16 units: at most 1,024 UTF-8 bytes) shares
@@ -124,13 +102,15 @@ mod tests {
         assert_eq!(off.config_for("s", &LIMITS), None);
         let mut s = AggregationSettings {
             streams: vec![
-                StreamAggregation::Name("plain".into()),
-                StreamAggregation::Entry {
-                    name: "tuned".into(),
-                    enabled: true,
-                    max_bytes: Some(10_000_000),
-                    max_records: Some(10),
-                },
+                StreamAggregation::named("plain"),
+                StreamAggregation::with(
+                    "tuned",
+                    AggregationOverrides {
+                        enabled: Some(true),
+                        max_bytes: Some(10_000_000),
+                        max_records: Some(10),
+                    },
+                ),
             ],
             ..AggregationSettings::default()
         };

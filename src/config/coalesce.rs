@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::per_stream::{self, PerStream};
 use crate::domain::Limits;
 use crate::domain::limits::MAX_RECORDS_PER_REQUEST;
 
@@ -54,31 +55,16 @@ impl Default for CoalesceSettings {
     }
 }
 
-/// One entry of `coalesce.streams`: a bare stream name, or a table with overrides.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum StreamCoalesce {
-    /// `- my-stream`: coalesce this stream with the global settings.
-    Name(String),
-    /// `- {name: my-stream, enabled: false, linger_ms: 5}`.
-    Entry {
-        name: String,
-        #[serde(default = "yes")]
-        enabled: bool,
-        linger_ms: Option<u64>,
-    },
-}
+/// One entry of `coalesce.streams`: `- my-stream` (coalesce it with the section's settings) or
+/// `- {name: my-stream, enabled: false, linger_ms: 5}`.
+pub type StreamCoalesce = PerStream<CoalesceOverrides>;
 
-fn yes() -> bool {
-    true
-}
-
-impl StreamCoalesce {
-    fn name(&self) -> &str {
-        match self {
-            Self::Name(name) | Self::Entry { name, .. } => name,
-        }
-    }
+/// What a `coalesce.streams` entry may set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct CoalesceOverrides {
+    /// Listed streams are coalesced unless this says `false`.
+    pub enabled: Option<bool>,
+    pub linger_ms: Option<u64>,
 }
 
 /// How one stream's lane batches, resolved from the settings.
@@ -107,22 +93,14 @@ impl CoalesceSettings {
         if self.max_buffered_bytes == 0 {
             anyhow::bail!("coalesce.max_buffered_bytes must be at least 1");
         }
-        for s in &self.streams {
-            crate::domain::StreamName::parse(s.name())
-                .map_err(|e| anyhow::anyhow!("coalesce.streams: {e}"))?;
-        }
-        Ok(())
+        per_stream::validate_names("coalesce.streams", &self.streams)
     }
 
     /// The lane configuration for `stream`, or `None` when it is not coalesced.
     pub fn lane_for(&self, stream: &str, limits: &Limits) -> Option<LaneConfig> {
-        let entry = self.streams.iter().find(|s| s.name() == stream);
-        let (enabled, linger_ms) = match entry {
+        let (enabled, linger_ms) = match per_stream::find(&self.streams, stream) {
             None => (self.enabled, None),
-            Some(StreamCoalesce::Name(_)) => (true, None),
-            Some(StreamCoalesce::Entry {
-                enabled, linger_ms, ..
-            }) => (*enabled, *linger_ms),
+            Some(set) => (set.enabled.unwrap_or(true), set.linger_ms),
         };
         enabled.then(|| LaneConfig {
             linger: Duration::from_millis(linger_ms.unwrap_or(self.linger_ms)),

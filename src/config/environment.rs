@@ -10,8 +10,8 @@ use anyhow::{Context, bail};
 
 use super::Settings;
 
-/// A list setting that one environment variable sets whole (API.md §5), so a container needs no
-/// mounted file.
+/// A list setting that one environment variable sets whole
+/// (docs/configuration.md#lists-from-the-environment), so a container needs no mounted file.
 struct ListVar {
     var: &'static str,
     key: &'static str,
@@ -57,9 +57,9 @@ const LIST_VARS: &[ListVar] = &[
     },
 ];
 
-/// A setting that the standard AWS variables override when a config file ships it (API.md §5: a
-/// variable set in the environment always wins, `local` included), unless the service's own
-/// variable is set too: that one beats both.
+/// A setting that the standard AWS variables override when a config file ships it
+/// (docs/configuration.md#aws-variables: a variable set in the environment always wins, `local`
+/// included), unless the service's own variable is set too: that one beats both.
 struct AwsOverride {
     own: &'static str,
     standard: &'static [&'static str],
@@ -152,13 +152,21 @@ impl Env {
         Ok(out)
     }
 
-    /// Clears the config files' endpoint and region where a standard AWS variable is set (and the
-    /// service's own variable is not), so the AWS chain reads the variable.
-    pub(super) fn apply_aws_precedence(&self, settings: &mut Settings) {
+    /// What a variable set in the environment means beyond its own key: the standard AWS
+    /// variables clear the config files' endpoint and region (unless the service's own variable
+    /// is set too), so the AWS chain reads them; and an allowlist given in `APP_STREAMS__ALLOWED`
+    /// takes effect even where a profile ships `streams.allow_all: true` (config/local.yaml), unless
+    /// `APP_STREAMS__ALLOW_ALL` is set too: someone who lists streams means those streams.
+    pub(super) fn apply_precedence(&self, settings: &mut Settings) {
         for o in AWS_OVERRIDES {
             if self.get(o.own).is_none() && o.standard.iter().any(|v| self.get(v).is_some()) {
                 (o.clear)(settings);
             }
+        }
+        if self.get("APP_STREAMS__ALLOWED").is_some()
+            && self.get("APP_STREAMS__ALLOW_ALL").is_none()
+        {
+            settings.streams.allow_all = false;
         }
     }
 }
@@ -231,7 +239,10 @@ mod tests {
             r#"[{"name": "x", "arn": "arn:aws:kinesis:eu-west-1:1:stream/x", "region": "eu-west-1"}]"#,
         )])
         .unwrap();
-        assert_eq!(s.streams.allowed[0].region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            s.streams.allowed[0].set.region.as_deref(),
+            Some("eu-west-1")
+        );
     }
 
     #[test]
@@ -284,5 +295,38 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(own.kinesis.endpoint_url, "http://127.0.0.1:9999");
+    }
+
+    #[test]
+    fn a_keys_streams_may_be_one_string() {
+        let digest = "22a60ff8f8f1fd8e4b0b6a8ab1c4e2b6e2c2d0c1ddd8c7c1b2e3f4a5b6c7d8e9";
+        let keys = format!(
+            r#"[{{"id": "all", "sha256": "{digest}", "streams": "*"}},
+                {{"id": "two", "sha256": "{digest}", "streams": "a, b"}},
+                {{"id": "list", "sha256": "{digest}", "streams": ["c"]}}]"#
+        );
+        let s = load(&[("APP_AUTH__KEYS", keys.as_str())]).unwrap();
+        let streams: Vec<Vec<String>> = s.auth.keys.into_iter().map(|k| k.streams).collect();
+        assert_eq!(streams, [vec!["*"], vec!["a", "b"], vec!["c"]]);
+    }
+
+    #[test]
+    fn an_allowlist_from_the_environment_beats_the_local_profiles_allow_all() {
+        // config/local.yaml ships allow_all: true.
+        assert!(load(&[]).unwrap().streams.allow_all);
+        let listed = load(&[("APP_STREAMS__ALLOWED", "example-stream")]).unwrap();
+        assert!(
+            !listed.streams.allow_all,
+            "the listed streams, and only them"
+        );
+        let both = load(&[
+            ("APP_STREAMS__ALLOWED", "example-stream"),
+            ("APP_STREAMS__ALLOW_ALL", "true"),
+        ])
+        .unwrap();
+        assert!(
+            both.streams.allow_all,
+            "said explicitly, allow_all still wins"
+        );
     }
 }

@@ -1,9 +1,13 @@
-//! Settings: the layered configuration tree and its start-up validation.
+//! Settings: the layered configuration tree, its start-up validation, and the one place a
+//! stream's settings are resolved ([`Settings::stream`]). Each section's types live in a file of
+//! their own (`access`, `kinesis`, `limits`, `delivery`, `coalesce`, `aggregation`, `dev`); every
+//! per-stream list has the shape of [`PerStream`].
 //!
-//! Sources, later wins: `config/base.yaml`, `config/$APP_ENVIRONMENT.yaml` (`local` by default), then
-//! environment variables `APP_<SECTION>__<KEY>` (lists as one variable each, and the standard AWS
-//! variables beating a file's endpoint and region: [`environment`]). Everything a deployment may want to change lives
-//! here, limits included, so that no number in the request path is a literal.
+//! Sources, later wins: `config/base.yaml`, `config/$APP_ENVIRONMENT.yaml` (`local` by default),
+//! then environment variables `APP_<SECTION>__<KEY>` (lists as one variable each, and the standard
+//! AWS variables beating a file's endpoint and region: [`environment`]). Everything a deployment
+//! may want to change lives here, limits included, so that no number in the request path is a
+//! literal.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,17 +15,31 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+mod access;
 mod aggregation;
 mod coalesce;
+mod delivery;
+mod dev;
 mod environment;
+mod kinesis;
+mod limits;
+mod per_stream;
 
-pub use aggregation::{AggregationConfig, AggregationSettings, StreamAggregation};
-pub use coalesce::{CoalesceSettings, LaneConfig, StreamCoalesce};
-pub use environment::Env;
-
-use crate::domain::limits::{
-    Limits, MAX_AWS_RECORD_SIZE, MAX_AWS_REQUEST_SIZE, MAX_RECORDS_PER_REQUEST,
+pub use access::{AllowedStream, ApiKeySettings, AuthSettings, StreamAccessSettings, StreamTarget};
+pub use aggregation::{
+    AggregationConfig, AggregationOverrides, AggregationSettings, StreamAggregation,
 };
+pub use coalesce::{CoalesceOverrides, CoalesceSettings, LaneConfig, StreamCoalesce};
+pub use delivery::{
+    DeliveryOverrides, DeliverySettings, RetryPolicy, SplitPolicy, StreamDeliverySettings,
+};
+pub use dev::{DevSettings, DevStream};
+pub use environment::Env;
+pub use kinesis::{KinesisSettings, PublisherKind, WireProtocol};
+pub use limits::{LimitOverrides, LimitSettings, StreamLimitSettings};
+pub use per_stream::PerStream;
+
+use crate::domain::limits::Limits;
 
 /// The whole configuration tree (`config/base.yaml` documents every key).
 #[derive(Debug, Clone, Deserialize)]
@@ -64,199 +82,11 @@ pub struct ServerSettings {
     pub discard_body_timeout_ms: u64,
 }
 
-/// Which streams may be written (`streams:` in config).
-#[derive(Debug, Clone, Deserialize)]
-pub struct StreamAccessSettings {
-    /// Any stream the IAM role reaches. Local development only: production lists its streams.
-    pub allow_all: bool,
-    #[serde(default)]
-    pub allowed: Vec<AllowedStream>,
-}
-
-/// One writable stream, optionally addressed by ARN and in another region. A bare name is
-/// accepted too (`- clickstream`, or `APP_STREAMS__ALLOWED=clickstream,orders`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(from = "NameOr<AllowedStreamFields>")]
-pub struct AllowedStream {
-    pub name: String,
-    /// Calls use `StreamARN` when set (AWS recommends it; needed across accounts).
-    pub arn: Option<String>,
-    /// The stream's region, when it is not the service's own.
-    pub region: Option<String>,
-}
-
-impl AllowedStream {
-    /// Reached other than by name in the service's own region (an ARN, another region): the
-    /// publishers prepare such a stream's client or endpoint at start-up.
-    pub fn has_own_target(&self) -> bool {
-        self.arn.is_some() || self.region.is_some()
-    }
-}
-
-#[derive(Deserialize)]
-struct AllowedStreamFields {
-    name: String,
-    #[serde(default)]
-    arn: Option<String>,
-    #[serde(default)]
-    region: Option<String>,
-}
-
-impl From<NameOr<AllowedStreamFields>> for AllowedStream {
-    fn from(entry: NameOr<AllowedStreamFields>) -> Self {
-        match entry {
-            NameOr::Name(name) => Self {
-                name,
-                arn: None,
-                region: None,
-            },
-            NameOr::Fields(f) => Self {
-                name: f.name,
-                arn: f.arn,
-                region: f.region,
-            },
-        }
-    }
-}
-
-/// A list entry given as a bare name or as a table of fields.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum NameOr<T> {
-    Name(String),
-    Fields(T),
-}
-
-/// API keys (`auth:` in config). Keys are stored as SHA-256 hex digests, never in clear.
-#[derive(Debug, Clone, Deserialize)]
-pub struct AuthSettings {
-    /// Writes need a valid key (`Authorization: Bearer <key>` or `x-api-key: <key>`).
-    pub required: bool,
-    #[serde(default)]
-    pub keys: Vec<ApiKeySettings>,
-    /// The same list as JSON (for secrets injected as one environment variable,
-    /// `APP_AUTH__KEYS_JSON`); appended to `keys`.
-    #[serde(default)]
-    pub keys_json: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct ApiKeySettings {
-    /// A name for logs and metrics; the key itself is never logged.
-    pub id: String,
-    /// Lowercase hex SHA-256 of the key (`printf %s "$KEY" | sha256sum`).
-    pub sha256: String,
-    /// Streams this key may write; `"*"` means every allowed stream.
-    pub streams: Vec<String>,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 pub struct MetricsSettings {
     pub enabled: bool,
     /// `/metrics` needs a valid API key too.
     pub require_auth: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct KinesisSettings {
-    /// Empty means "use the standard AWS chain".
-    #[serde(default)]
-    pub endpoint_url: String,
-    /// Empty means "use the standard AWS chain".
-    #[serde(default)]
-    pub region: String,
-    pub connect_timeout_ms: u64,
-    pub attempt_timeout_ms: u64,
-    pub operation_timeout_ms: u64,
-    pub max_attempts: u32,
-    pub readiness_interval_ms: u64,
-    /// Which client sends PutRecord/PutRecords (`lean` or `sdk`).
-    #[serde(default)]
-    pub publisher: PublisherKind,
-    /// The lean publisher's wire protocol (`json` or `cbor`); the SDK always speaks JSON.
-    #[serde(default)]
-    pub protocol: WireProtocol,
-}
-
-/// How the lean publisher encodes PutRecord/PutRecords. Kinesis accepts both.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WireProtocol {
-    /// `application/x-amz-json-1.1`, record data in base64 (what the AWS SDK for Rust sends).
-    Json,
-    /// `application/x-amz-cbor-1.1`, record data as raw bytes (the Java SDK's and the KPL's
-    /// default for Kinesis): 28% less CPU per 100 KiB record than JSON in the bench.
-    #[default]
-    Cbor,
-}
-
-/// How PutRecord and PutRecords are sent. Both use the same aws-config chain, endpoint rules,
-/// timeouts and error table; ListShards and readiness always go through the SDK.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PublisherKind {
-    /// Signed HTTP requests of the service's own (src/kinesis/lean/): less CPU per call.
-    #[default]
-    Lean,
-    /// The AWS SDK's client for every call.
-    Sdk,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct LimitSettings {
-    pub max_records_per_request: usize,
-    pub max_record_size_bytes: usize,
-    pub max_request_size_bytes: usize,
-    pub body_limit_bytes: usize,
-    #[serde(default)]
-    pub streams: Vec<StreamLimitSettings>,
-}
-
-/// Size limits for one stream, for streams whose Kinesis max record size was raised.
-#[derive(Debug, Clone, Deserialize)]
-pub struct StreamLimitSettings {
-    pub name: String,
-    pub max_record_size_bytes: Option<usize>,
-    pub max_request_size_bytes: Option<usize>,
-}
-
-/// The retry layer (`service::delivery`).
-#[derive(Debug, Clone, Deserialize)]
-pub struct DeliverySettings {
-    pub max_attempts: u32,
-    pub deadline_ms: u64,
-    pub base_backoff_ms: u64,
-    pub max_backoff_ms: u64,
-    pub split_batches: bool,
-    pub split_concurrency: usize,
-    #[serde(default)]
-    pub streams: Vec<StreamDeliverySettings>,
-}
-
-/// Delivery overrides for one stream.
-#[derive(Debug, Clone, Deserialize)]
-pub struct StreamDeliverySettings {
-    pub name: String,
-    pub max_attempts: Option<u32>,
-    pub deadline_ms: Option<u64>,
-    pub split_batches: Option<bool>,
-}
-
-/// The retry policy in force for one stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub deadline: Duration,
-    pub base_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-/// Whether a batch over the call limits goes out as several PutRecords calls (`delivery.split_*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SplitPolicy {
-    pub enabled: bool,
-    /// Calls in flight at once for one split request.
-    pub concurrency: usize,
 }
 
 /// Everything the settings say about one stream, resolved in one place ([`Settings::stream`]).
@@ -284,57 +114,6 @@ pub struct TelemetrySettings {
     pub filter: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct DevSettings {
-    #[serde(default)]
-    pub create_streams: Vec<DevStream>,
-}
-
-/// A stream `kinesis-writer create-streams` creates (local development only): `{name, shards}`,
-/// or `name` / `name:shards` as the emulator's `INITIALIZE_STREAMS` spells it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(try_from = "NameOr<DevStreamFields>")]
-pub struct DevStream {
-    pub name: String,
-    pub shards: i32,
-}
-
-#[derive(Deserialize)]
-struct DevStreamFields {
-    name: String,
-    #[serde(default = "one")]
-    shards: i32,
-}
-
-fn one() -> i32 {
-    1
-}
-
-impl TryFrom<NameOr<DevStreamFields>> for DevStream {
-    type Error = String;
-
-    fn try_from(entry: NameOr<DevStreamFields>) -> Result<Self, String> {
-        match entry {
-            NameOr::Fields(f) => Ok(Self {
-                name: f.name,
-                shards: f.shards,
-            }),
-            NameOr::Name(spec) => match spec.split_once(':') {
-                None => Ok(Self {
-                    name: spec,
-                    shards: 1,
-                }),
-                Some((name, shards)) => Ok(Self {
-                    name: name.to_owned(),
-                    shards: shards
-                        .parse()
-                        .map_err(|_| format!("dev stream {spec:?}: shards must be a number"))?,
-                }),
-            },
-        }
-    }
-}
-
 impl Settings {
     /// Loads the layers from `config_dir` for the environment named by `APP_ENVIRONMENT`, with the
     /// process's environment variables on top.
@@ -359,41 +138,20 @@ impl Settings {
             .with_context(|| format!("Failed to read configuration from {}", config_dir.display()))?
             .try_deserialize()
             .context("Failed to parse configuration")?;
-        env.apply_aws_precedence(&mut settings);
+        env.apply_precedence(&mut settings);
         settings.validate()?;
         Ok(settings)
     }
 
     /// Refuses settings that would make the service break the API contract or AWS's limits.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let l = &self.limits;
-        check_sizes(
-            "limits",
-            l.max_record_size_bytes,
-            l.max_request_size_bytes,
-            l.body_limit_bytes,
-        )?;
-        if l.max_records_per_request == 0 || l.max_records_per_request > MAX_RECORDS_PER_REQUEST {
-            bail!(
-                "limits.max_records_per_request must be 1..={MAX_RECORDS_PER_REQUEST}, got {}",
-                l.max_records_per_request
-            );
-        }
-        for s in &l.streams {
-            crate::domain::StreamName::parse(&s.name)
-                .map_err(|e| anyhow::anyhow!("limits.streams: {e}"))?;
-            check_sizes(
-                &format!("limits.streams[{}]", s.name),
-                s.max_record_size_bytes.unwrap_or(l.max_record_size_bytes),
-                s.max_request_size_bytes.unwrap_or(l.max_request_size_bytes),
-                l.body_limit_bytes,
-            )?;
-        }
+        self.limits.validate()?;
         if self.kinesis.max_attempts == 0 {
             bail!("kinesis.max_attempts must be at least 1");
         }
         let d = &self.delivery;
-        if d.max_attempts == 0 || d.streams.iter().any(|s| s.max_attempts == Some(0)) {
+        per_stream::validate_names("delivery.streams", &d.streams)?;
+        if d.max_attempts == 0 || d.streams.iter().any(|s| s.set.max_attempts == Some(0)) {
             bail!("delivery.max_attempts must be at least 1");
         }
         if d.split_concurrency == 0 {
@@ -416,10 +174,7 @@ impl Settings {
                 bail!("server.{name} must be at least 1");
             }
         }
-        for s in &self.streams.allowed {
-            crate::domain::StreamName::parse(&s.name)
-                .map_err(|e| anyhow::anyhow!("streams.allowed: {e}"))?;
-        }
+        per_stream::validate_names("streams.allowed", &self.streams.allowed)?;
         for k in self.auth.all_keys()? {
             if k.sha256.len() != 64 || !k.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 bail!(
@@ -436,7 +191,7 @@ impl Settings {
     /// The limits in force for `stream`: the global ones with the stream's overrides applied.
     pub fn limits_for(&self, stream: &str) -> Limits {
         let l = &self.limits;
-        let o = l.streams.iter().find(|s| s.name == stream);
+        let o = per_stream::find(&l.streams, stream);
         Limits {
             max_records: l.max_records_per_request,
             max_record_size: o
@@ -453,7 +208,7 @@ impl Settings {
     /// The retry policy in force for `stream`: the global one with the stream's overrides applied.
     pub fn retry_policy_for(&self, stream: &str) -> RetryPolicy {
         let d = &self.delivery;
-        let o = d.streams.iter().find(|s| s.name == stream);
+        let o = per_stream::find(&d.streams, stream);
         RetryPolicy {
             max_attempts: o.and_then(|o| o.max_attempts).unwrap_or(d.max_attempts),
             deadline: Duration::from_millis(o.and_then(|o| o.deadline_ms).unwrap_or(d.deadline_ms)),
@@ -465,7 +220,7 @@ impl Settings {
     /// Whether `stream`'s oversized batches are split, by default (a request may choose).
     pub fn split_for(&self, stream: &str) -> SplitPolicy {
         let d = &self.delivery;
-        let o = d.streams.iter().find(|s| s.name == stream);
+        let o = per_stream::find(&d.streams, stream);
         SplitPolicy {
             enabled: o.and_then(|o| o.split_batches).unwrap_or(d.split_batches),
             concurrency: d.split_concurrency,
@@ -483,6 +238,50 @@ impl Settings {
             .config_for(stream, &self.limits_for(stream))
     }
 
+    /// The streams some per-stream list names, in order and once each.
+    pub fn listed_streams(&self) -> std::collections::BTreeSet<&str> {
+        let mut all = std::collections::BTreeSet::new();
+        all.extend(self.streams.allowed.iter().map(|e| e.name.as_str()));
+        all.extend(self.limits.streams.iter().map(|e| e.name.as_str()));
+        all.extend(self.delivery.streams.iter().map(|e| e.name.as_str()));
+        all.extend(self.coalesce.streams.iter().map(|e| e.name.as_str()));
+        all.extend(self.aggregation.streams.iter().map(|e| e.name.as_str()));
+        all
+    }
+
+    /// Says once, at start-up, what applies to each listed stream and to every other one, so an
+    /// operator sees which streams coalesce and aggregate without reading the configuration.
+    pub fn log_streams(&self) {
+        let describe = |s: &StreamSettings| {
+            format!(
+                "coalesced: {}, aggregated: {}, max record {} B, max request {} B, {} attempts \
+                 within {} ms, split batches: {}",
+                s.lane.is_some(),
+                s.aggregation.is_some(),
+                s.limits.max_record_size,
+                s.limits.max_request_size,
+                s.retry.max_attempts,
+                s.retry.deadline.as_millis(),
+                s.split.enabled,
+            )
+        };
+        for name in self.listed_streams() {
+            tracing::info!(
+                stream = name,
+                "Stream settings: {}",
+                describe(&self.stream(name))
+            );
+        }
+        // With an allowlist, no other stream is written at all.
+        if self.streams.allow_all {
+            // A name no list mentions (and no valid stream name is empty) gets the defaults.
+            tracing::info!(
+                "Settings of every other stream: {}",
+                describe(&self.stream(""))
+            );
+        }
+    }
+
     /// Everything that applies to `stream`.
     pub fn stream(&self, stream: &str) -> StreamSettings {
         StreamSettings {
@@ -492,52 +291,6 @@ impl Settings {
             lane: self.lane_for(stream),
             aggregation: self.aggregation_for(stream),
         }
-    }
-}
-
-fn check_sizes(what: &str, record: usize, request: usize, body: usize) -> anyhow::Result<()> {
-    if record == 0 || record > MAX_AWS_RECORD_SIZE {
-        bail!("{what}.max_record_size_bytes must be 1..={MAX_AWS_RECORD_SIZE}, got {record}");
-    }
-    if request == 0 || request > MAX_AWS_REQUEST_SIZE {
-        bail!("{what}.max_request_size_bytes must be 1..={MAX_AWS_REQUEST_SIZE}, got {request}");
-    }
-    // The body carries JSON quoting and separators on top of the record bytes, so a cap at or below
-    // the request-size limit would turn valid batches into 413s.
-    if body <= request || body <= record {
-        bail!(
-            "limits.body_limit_bytes ({body}) must exceed {what}'s record and request size limits \
-             ({record}, {request}) to leave room for JSON overhead"
-        );
-    }
-    Ok(())
-}
-
-impl KinesisSettings {
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms)
-    }
-    pub fn attempt_timeout(&self) -> Duration {
-        Duration::from_millis(self.attempt_timeout_ms)
-    }
-    pub fn operation_timeout(&self) -> Duration {
-        Duration::from_millis(self.operation_timeout_ms)
-    }
-    pub fn readiness_interval(&self) -> Duration {
-        Duration::from_millis(self.readiness_interval_ms)
-    }
-}
-
-impl AuthSettings {
-    /// `keys` plus those of `keys_json`.
-    pub fn all_keys(&self) -> anyhow::Result<Vec<ApiKeySettings>> {
-        let mut keys = self.keys.clone();
-        if !self.keys_json.trim().is_empty() {
-            let extra: Vec<ApiKeySettings> = serde_json::from_str(&self.keys_json)
-                .context("auth.keys_json (APP_AUTH__KEYS_JSON) is not a JSON list of keys")?;
-            keys.extend(extra);
-        }
-        Ok(keys)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Envelopes (`envelope=true`, API.md §6): a record given as `{"data": <any JSON>}` or
+//! Envelopes (`envelope=true`, docs/api.md#envelopes): a record given as `{"data": <any JSON>}` or
 //! `{"data_base64": "<RFC 4648>"}` (exactly one), with optional `"partition_key"` and
 //! `"explicit_hash_key"` strings. Anything else is `invalid_envelope`, with the record's index.
 

@@ -17,7 +17,7 @@ pub const MAX_AWS_REQUEST_SIZE: usize = 10 * 1024 * 1024;
 /// service holds costs a few hundred bytes whatever its size (its slice of the body, its partition
 /// key, the vectors that list it, its outcome): a body of tiny records held ~30x its size. So a
 /// split batch may carry at most one record per this many bytes of body, which keeps what it holds
-/// to ~6x its body (measured, README, "Memory").
+/// to ~6x its body (measured, docs/operations.md, "Memory").
 pub const MIN_BODY_BYTES_PER_SPLIT_RECORD: usize = 64;
 
 /// A split batch of up to this many records is taken whatever its body's size: at a few hundred

@@ -1,4 +1,5 @@
-//! The domain: validated request values and the rules of API.md §1, free of HTTP and AWS types.
+//! The domain: validated request values and the rules of docs/api.md#writing-records, free of HTTP
+//! and AWS types.
 //!
 //! Parse, don't validate: each newtype's constructor is the only way to get one, so the service
 //! layer only ever sees values that already satisfy Kinesis' rules.
@@ -41,7 +42,8 @@ impl Record {
     }
 }
 
-/// A request that breaks the contract: each variant is one stable `code` of API.md.
+/// A request that breaks the contract: each variant is one stable `code` of
+/// docs/api.md#error-codes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
     #[error("stream name must be 1-128 characters of [a-zA-Z0-9_.-], got {got:?}")]
@@ -52,7 +54,11 @@ pub enum ValidationError {
     InvalidBody(String),
     #[error("with record_per_entry=true the body must be a JSON array of records")]
     DataMustBeList,
-    #[error("with record_per_entry=true the JSON array must hold at least one record")]
+    /// A JSON array with `record_per_entry=true`, or an NDJSON body, with no record in it.
+    #[error(
+        "a batch must hold at least one record: a non-empty JSON array with record_per_entry=true, \
+         or at least one NDJSON line"
+    )]
     EmptyBatch,
     #[error("the batch has {actual} records; the limit is {limit} per request")]
     TooManyRecords { limit: usize, actual: usize },

@@ -39,7 +39,7 @@ pub enum EntryOutcome {
         shard_id: String,
         sequence_number: String,
         /// The user record's position inside the aggregated Kinesis record that holds it (KPL
-        /// aggregation, API.md §7); absent for a plain record.
+        /// aggregation, docs/api.md#aggregation); absent for a plain record.
         #[serde(skip_serializing_if = "Option::is_none")]
         sub_sequence_number: Option<u64>,
     },

@@ -1,4 +1,5 @@
-//! `Payload`: the record data carried by a request body, mapped exactly as API.md §1 says.
+//! `Payload`: the record data carried by a request body, mapped exactly as docs/api.md#record-data
+//! says.
 //!
 //! A JSON string becomes its decoded text; any other JSON value is kept as the bytes the client
 //! sent (no re-serialisation, so numbers, key order and escapes survive). Record data is sliced out
@@ -50,8 +51,8 @@ pub enum Item {
 }
 
 impl Item {
-    /// The record's data (API.md §1): a JSON string is its decoded text, any other JSON value its
-    /// text exactly as sent, raw bytes as they are.
+    /// The record's data (docs/api.md#record-data): a JSON string is its decoded text, any other
+    /// JSON value its text exactly as sent, raw bytes as they are.
     pub fn into_data(self) -> Result<Bytes, ValidationError> {
         let json = match self {
             Self::Raw(bytes) => return Ok(bytes),

@@ -1,6 +1,6 @@
-//! `RecordRules`: how a request's items become records (API.md §6): envelopes opened, each
-//! record's partition key and explicit hash key settled, then its size checked, record by record
-//! from index 0, so the first error a caller sees is the one at the lowest index.
+//! `RecordRules`: how a request's items become records (docs/api.md#records-v2): envelopes opened,
+//! each record's partition key and explicit hash key settled, then its size checked, record by
+//! record from index 0, so the first error a caller sees is the one at the lowest index.
 //!
 //! A record's key, first match wins: its envelope's `partition_key`, the value at
 //! `partition_key_pointer` in its JSON data, the request's `partition_key`, a fresh UUID v4. Its

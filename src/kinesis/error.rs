@@ -4,7 +4,7 @@
 //! closed before or while the answer came, an HTTP/2 GOAWAY) is `Unavailable`, which is retried
 //! and, when the retries run out, answered 503 with `Retry-After`; no answer in time is `Timeout`.
 //! A connection that closed after the request was sent may have been written, as after a timeout,
-//! so its retry can duplicate (README, "Duplicates that are still possible"). Only what is our own
+//! so its retry can duplicate (docs/api.md, "Duplicates that are still possible"). Only what is our own
 //! doing (no credentials, a request the HTTP client refused to send, an unreadable answer) is
 //! `Upstream` or `NoCredentials`, answered 502 and not retried.
 
@@ -18,7 +18,7 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use super::codes::{CodeClass, INTERNAL_FAILURE, RESOURCE_NOT_FOUND, classify};
 use crate::domain::EntryOutcome;
 
-/// A failed Kinesis call, in the categories API.md §2 maps to HTTP.
+/// A failed Kinesis call, in the categories docs/api.md#errors-from-kinesis maps to HTTP.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
     /// `ResourceNotFoundException`: the stream does not exist (or is not visible to us).
@@ -48,7 +48,8 @@ pub enum PublishError {
 
 impl PublishError {
     /// Worth another attempt: throttling, Kinesis faults, timeouts and connection failures.
-    /// (A timed-out call may already have been written, so its retry can duplicate; see README.)
+    /// (A timed-out call may already have been written, so its retry can duplicate;
+    /// docs/api.md#delivery-and-retries.)
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,

@@ -1,5 +1,6 @@
-//! The KPL aggregated-record format (API.md §7): many user records in one Kinesis record, which
-//! KCL consumers (and Lambda with the kinesis-aggregation libraries) unpack transparently.
+//! The KPL aggregated-record format (docs/api.md#aggregation): many user records in one Kinesis
+//! record, which KCL consumers (and Lambda with the kinesis-aggregation libraries) unpack
+//! transparently.
 //!
 //! A Kinesis record in this format is the magic `F3 89 9A C2`, an `AggregatedRecord` protobuf
 //! (partition-key and explicit-hash-key tables, then the records pointing into them), and the MD5

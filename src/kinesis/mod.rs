@@ -68,8 +68,8 @@ pub(crate) struct AnswerEntry {
 /// A PutRecords answer's entries as the service's outcome, the same for both publishers: an entry
 /// is written only with a shard and a sequence number and no error code; one entry per record
 /// sent, or the answer is unusable; failures counted here rather than read from
-/// `FailedRecordCount` (emulators have been seen to get it wrong, EMULATOR.md, and callers rely on
-/// it matching the entries).
+/// `FailedRecordCount` (emulators have been seen to get it wrong, docs/testing.md#the-emulator, and
+/// callers rely on it matching the entries).
 pub(crate) fn put_records_outcome(
     entries: Vec<AnswerEntry>,
     sent: usize,
@@ -142,6 +142,8 @@ pub enum NotReadyCause {
     Unreachable,
     /// No answer within the configured timeouts.
     TimedOut,
+    /// The endpoint answers, but does not read the wire protocol writes are sent in.
+    WrongProtocol,
     /// Anything else (the detail is in the log).
     Other,
 }
@@ -154,6 +156,10 @@ impl NotReadyCause {
             Self::NoCredentials => "no AWS credentials found",
             Self::Unreachable => "the Kinesis endpoint cannot be reached",
             Self::TimedOut => "the Kinesis endpoint does not answer in time",
+            Self::WrongProtocol => {
+                "the Kinesis endpoint does not read the configured wire protocol \
+                 (kinesis.protocol: set it to auto)"
+            }
             Self::Other => "Kinesis cannot be called; the cause is in the service's log",
         }
     }

@@ -57,7 +57,7 @@ impl SdkPublisher {
     pub fn with_targets(mut self, config: &SdkConfig, streams: &[AllowedStream]) -> Self {
         let mut regional: HashMap<String, aws_sdk_kinesis::Client> = HashMap::new();
         for s in streams.iter().filter(|s| s.has_own_target()) {
-            let client = match &s.region {
+            let client = match &s.set.region {
                 Some(region) => regional
                     .entry(region.clone())
                     .or_insert_with(|| {
@@ -73,7 +73,7 @@ impl SdkPublisher {
                 s.name.clone(),
                 Target {
                     client,
-                    arn: s.arn.clone(),
+                    arn: s.set.arn.clone(),
                 },
             );
         }

@@ -1,6 +1,7 @@
 //! The router: every route, the OpenAPI document built from them, and the middleware stack.
 
 mod health;
+mod query;
 mod records;
 mod unread_body;
 
@@ -115,8 +116,8 @@ fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
                     |panic: Box<dyn std::any::Any + Send>| {
                         // The message goes to the log (once, by the problem middleware), never
                         // to the caller.
-                        let message = crate::error::panic_message(panic.as_ref());
-                        ApiError::Internal(format!("handler panicked: {message}")).into_response()
+                        let message = crate::service::panic_message(panic.as_ref());
+                        ApiError::Panicked(message.to_owned()).into_response()
                     },
                 )),
         )

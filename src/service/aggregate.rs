@@ -1,112 +1,46 @@
-//! KPL aggregation in the write path (API.md §7): user records grouped by the shard their own key
-//! maps to, packed into aggregated Kinesis records (`kinesis::kpl`), sent with the usual retries,
-//! and each user record answered from the Kinesis record that holds it.
+//! KPL aggregation in the write path (docs/api.md#aggregation): user records grouped by the shard
+//! their own key maps to, packed into aggregated Kinesis records (`kinesis::kpl`), sent with the
+//! usual retries, and each user record answered from the Kinesis record that holds it.
 //!
 //! Shard affinity is kept: every aggregate carries an `ExplicitHashKey` at the start of its
 //! shard's hash-key range, so it lands where each of its user records would have landed alone.
 //! The shard map comes from `ListShards`, cached per stream and fetched again after
-//! `aggregation.shard_map_refresh_ms`, or at once when Kinesis puts an aggregate on another shard
-//! than predicted (a reshard). Without a map (the call failed, or the role lacks
+//! `aggregation.shard_map_refresh_ms`, or when Kinesis puts an aggregate on another shard than
+//! predicted (a reshard). Without a map (the call failed, or the role lacks
 //! `kinesis:ListShards`), records go out plain: the service never guesses a shard.
+//!
+//! An aggregate that lands on another shard than predicted is a success only for what a KCL
+//! consumer will read: the KCL de-aggregates with the hash-key range of the shard it reads and
+//! drops the *whole* aggregate when any of its user records lies outside that range
+//! (`AggregatorUtil.deaggregate` in amazon-kinesis-client). So such an aggregate counts as written
+//! only when the landed shard's range holds every one of its user records; otherwise its records
+//! are sent again, as the KPL does, re-aggregated with the refreshed map (or plain), and answered
+//! with where they finally landed. The stale copy is dropped by the KCL as out of range; a
+//! consumer that de-aggregates without range filtering sees it as a duplicate
+//! (docs/api.md#aggregation-and-resharding).
+//!
+//! Refreshes are bounded (src/service/shard_map.rs): at most one `ListShards` per stream a second,
+//! shared by every caller; while a mispredicted map waits for its next refresh, records go out
+//! plain.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::future::Future;
 
+pub(crate) use super::shard_map::{ShardMap, ShardMaps};
 use crate::config::AggregationConfig;
-use crate::domain::{EntryOutcome, ExplicitHashKey, Record, StreamName};
+use crate::domain::{EntryOutcome, ExplicitHashKey, PutRecordsOutcome, Record, StreamName};
+use crate::kinesis::PublishError;
 use crate::kinesis::kpl::{self, SizeCounter};
-use crate::kinesis::{KinesisPublisher, ShardRange};
 
-/// A stream's open shards, sorted by the start of their hash-key range.
-#[derive(Debug)]
-pub(crate) struct ShardMap {
-    shards: Vec<ShardRange>,
-}
-
-impl ShardMap {
-    pub(crate) fn new(mut shards: Vec<ShardRange>) -> Option<Self> {
-        shards.sort_by_key(|s| s.start);
-        (!shards.is_empty()).then_some(Self { shards })
-    }
-
-    /// The shard that owns `hash`.
-    pub(crate) fn shard_for(&self, hash: u128) -> Option<usize> {
-        let i = self.shards.partition_point(|s| s.start <= hash);
-        let i = i.checked_sub(1)?;
-        (hash <= self.shards[i].end).then_some(i)
-    }
-}
-
-/// The cached shard maps of every aggregated stream.
-#[derive(Debug)]
-pub(crate) struct ShardMaps {
-    publisher: Arc<dyn KinesisPublisher>,
-    maps: RwLock<HashMap<String, Cached>>,
-}
-
-#[derive(Debug, Clone)]
-struct Cached {
-    /// `None`: ListShards failed; plain records until the next try.
-    map: Option<Arc<ShardMap>>,
-    fetched: Instant,
-    stale: bool,
-}
+/// How many times the records of a mispredicted aggregate are sent again re-aggregated; the last
+/// try sends them plain, which lands by each record's own key and cannot be mispredicted.
+const AGGREGATED_RESENDS: usize = 2;
 
 impl ShardMaps {
-    pub(crate) fn new(publisher: Arc<dyn KinesisPublisher>) -> Self {
-        Self {
-            publisher,
-            maps: RwLock::default(),
-        }
-    }
-
-    /// `stream`'s shard map, fetched when missing, older than `refresh` or marked stale.
-    async fn get(&self, stream: &StreamName, refresh: Duration) -> Option<Arc<ShardMap>> {
-        let cached = self
-            .maps
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(stream.as_str())
-            .cloned();
-        if let Some(c) = &cached
-            && !c.stale
-            && c.fetched.elapsed() < refresh
-        {
-            return c.map.clone();
-        }
-        let map = match self.publisher.list_shards(stream).await {
-            Ok(shards) => ShardMap::new(shards).map(Arc::new),
-            Err(e) => {
-                // Once per stream and failure, not per request: the metric counts the requests.
-                if cached.as_ref().is_none_or(|c| c.map.is_some()) {
-                    tracing::warn!(stream = %stream, error = %e,
-                        "No shard map (ListShards failed): records go out plain, not aggregated");
-                }
-                None
-            }
-        };
-        if map.is_some() && cached.as_ref().is_some_and(|c| c.stale) {
-            tracing::info!(stream = %stream, "Shard map refreshed after a misprediction");
-        }
-        self.maps
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                stream.as_str().to_owned(),
-                Cached {
-                    map: map.clone(),
-                    fetched: Instant::now(),
-                    stale: false,
-                },
-            );
-        map
-    }
-
     /// The Kinesis records to send for `records` when `stream` aggregates (`config`): `None` to
     /// send them plain, because aggregation is off, there is a lone record, or there is no shard
-    /// map (then counted in `kinesis_aggregation_plain_fallback_total`). Both write paths, direct
-    /// and coalesced, ask here.
+    /// map to trust (then counted in `kinesis_aggregation_plain_fallback_total`). Both write
+    /// paths, direct and coalesced, ask here, then hand the plan to [`ShardMaps::deliver`].
     pub(crate) async fn plan(
         &self,
         stream: &StreamName,
@@ -122,16 +56,123 @@ impl ShardMaps {
         Some(plan(records, &config, &map))
     }
 
-    /// Kinesis put a record on another shard than the map said: fetch the map again next time.
-    fn invalidate(&self, stream: &StreamName) {
-        if let Some(c) = self
-            .maps
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_mut(stream.as_str())
-        {
-            c.stale = true;
+    /// Sends `plan` (made by [`ShardMaps::plan`] for `records`) with `send`, and answers one
+    /// outcome per user record. The records of an aggregate that landed on a shard whose range
+    /// does not hold them all are sent again (re-aggregated while the map can be trusted, plain
+    /// on the last try), so a written record is one a KCL consumer reads.
+    pub(crate) async fn deliver<S, F, Fut>(
+        &self,
+        stream: &StreamName,
+        config: Option<AggregationConfig>,
+        records: &[Record],
+        mut plan: Plan,
+        send: F,
+    ) -> S
+    where
+        S: Sent,
+        F: Fn(Vec<Record>) -> Fut,
+        Fut: Future<Output = S>,
+    {
+        let mut sent = send(std::mem::take(&mut plan.records)).await;
+        let Some(outcomes) = sent.outcomes() else {
+            return sent;
+        };
+        let results = std::mem::take(outcomes);
+        let (mut answers, mut pending) = self.settle(stream, &plan, results).await;
+        let mut round = 0;
+        while !pending.is_empty() {
+            round += 1;
+            let again: Vec<Record> = pending.iter().map(|&i| records[i].clone()).collect();
+            metrics::counter!(crate::metrics::AGGREGATION_RESENT_RECORDS, "stream" => stream.to_string())
+                .increment(again.len() as u64);
+            let replan = if round <= AGGREGATED_RESENDS {
+                self.plan(stream, config, &again).await
+            } else {
+                None
+            };
+            let (outcomes, still) = match replan {
+                Some(mut p) => {
+                    let n = p.records.len();
+                    let results = send(std::mem::take(&mut p.records)).await.into_outcomes(n);
+                    self.settle(stream, &p, results).await
+                }
+                None => {
+                    let n = again.len();
+                    (send(again).await.into_outcomes(n), Vec::new())
+                }
+            };
+            for (k, outcome) in outcomes.into_iter().enumerate() {
+                answers[pending[k]] = outcome;
+            }
+            pending = still.into_iter().map(|k| pending[k]).collect();
         }
+        if let Some(outcomes) = sent.outcomes() {
+            *outcomes = answers;
+        }
+        sent
+    }
+
+    /// Expands one outcome per Kinesis record of `plan` into one per user record, and checks
+    /// each aggregate that landed elsewhere than predicted: the user records of those whose
+    /// landed shard does not hold them all are returned, by index, to be sent again.
+    async fn settle(
+        &self,
+        stream: &StreamName,
+        plan: &Plan,
+        results: Vec<EntryOutcome>,
+    ) -> (Vec<EntryOutcome>, Vec<usize>) {
+        let (answers, mispredicted) = plan.expand(results);
+        self.episode(stream, !mispredicted.is_empty());
+        let mut resend = Vec::new();
+        for (landed, members) in mispredicted {
+            metrics::counter!(crate::metrics::AGGREGATION_MISPREDICTED, "stream" => stream.to_string())
+                .increment(1);
+            let range = self.range_of(stream, &landed).await;
+            let inside = range.is_some_and(|r| {
+                members.iter().all(|&i| {
+                    let hash = plan.hashes[i];
+                    r.start <= hash && hash <= r.end
+                })
+            });
+            if !inside {
+                resend.extend(members.iter().copied());
+            }
+        }
+        resend.sort_unstable();
+        (answers, resend)
+    }
+}
+
+/// What a send answered, as [`ShardMaps::deliver`] reads it: the outcome of each Kinesis record
+/// sent, in order. The direct path sends with `delivery::put_records`, the coalescing lanes with
+/// `delivery::send_chunk`; both shapes are read here.
+pub(crate) trait Sent {
+    /// The outcomes, or `None` when the call failed outright and nothing was written.
+    fn outcomes(&mut self) -> Option<&mut Vec<EntryOutcome>>;
+    /// One outcome for each of the `sent` records, a failed call's error in each.
+    fn into_outcomes(self, sent: usize) -> Vec<EntryOutcome>;
+}
+
+impl Sent for Result<PutRecordsOutcome, PublishError> {
+    fn outcomes(&mut self) -> Option<&mut Vec<EntryOutcome>> {
+        self.as_mut().ok().map(|o| &mut o.records)
+    }
+
+    fn into_outcomes(self, sent: usize) -> Vec<EntryOutcome> {
+        match self {
+            Ok(o) => o.records,
+            Err(e) => vec![e.as_entry(); sent],
+        }
+    }
+}
+
+impl Sent for super::delivery::Chunk {
+    fn outcomes(&mut self) -> Option<&mut Vec<EntryOutcome>> {
+        Some(&mut self.results)
+    }
+
+    fn into_outcomes(self, _sent: usize) -> Vec<EntryOutcome> {
+        self.results
     }
 }
 
@@ -144,7 +185,8 @@ pub(crate) struct Plan {
     members: Vec<Vec<usize>>,
     /// For each aggregate: the shard it must land on.
     predicted: Vec<Option<String>>,
-    user_records: usize,
+    /// The hash key of each user record, for checking where a mispredicted aggregate landed.
+    hashes: Vec<u128>,
 }
 
 /// Groups `records` by shard (in order of first appearance, each group in request order) and
@@ -152,12 +194,13 @@ pub(crate) struct Plan {
 fn plan(records: &[Record], config: &AggregationConfig, map: &ShardMap) -> Plan {
     let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
     let mut group_of: HashMap<usize, usize> = HashMap::new();
+    let mut hashes = Vec::with_capacity(records.len());
     for (i, record) in records.iter().enumerate() {
+        let hash = kpl::hash_key_of(record);
+        hashes.push(hash);
         // A map from ListShards covers the whole range; a hole would be a broken answer: such a
         // record goes alone (plain), in a group of its own.
-        let shard = map
-            .shard_for(kpl::hash_key_of(record))
-            .unwrap_or(usize::MAX);
+        let shard = map.shard_for(hash).unwrap_or(usize::MAX);
         let at = *group_of.entry(shard).or_insert_with(|| {
             groups.push((shard, Vec::new()));
             groups.len() - 1
@@ -168,7 +211,7 @@ fn plan(records: &[Record], config: &AggregationConfig, map: &ShardMap) -> Plan 
         records: Vec::new(),
         members: Vec::new(),
         predicted: Vec::new(),
-        user_records: records.len(),
+        hashes,
     };
     for (shard, members) in groups {
         let mut current: Vec<usize> = Vec::new();
@@ -198,7 +241,7 @@ impl Plan {
                 self.predicted.push(None);
             }
             _ => {
-                let range = &map.shards[shard];
+                let range = map.shard(shard);
                 let data = kpl::encode(members.iter().map(|&i| &records[i]));
                 metrics::histogram!(crate::metrics::AGGREGATION_USER_RECORDS)
                     .record(members.len() as f64);
@@ -220,23 +263,18 @@ impl Plan {
 
     /// One outcome per user record, from one outcome per Kinesis record: a written aggregate
     /// gives each of its records its shard, sequence number and position (`SubSequenceNumber`);
-    /// a failed one fails each of them with its code. A misprediction invalidates the map.
-    pub(crate) fn expand(
-        &self,
-        results: Vec<EntryOutcome>,
-        maps: &ShardMaps,
-        stream: &StreamName,
-    ) -> Vec<EntryOutcome> {
-        let mut out: Vec<Option<EntryOutcome>> = vec![None; self.user_records];
+    /// a failed one fails each of them with its code. Also answers the aggregates written to
+    /// another shard than predicted: the shard they landed on and their user records.
+    fn expand(&self, results: Vec<EntryOutcome>) -> (Vec<EntryOutcome>, Vec<(String, &[usize])>) {
+        let mut out: Vec<Option<EntryOutcome>> = vec![None; self.hashes.len()];
+        let mut mispredicted = Vec::new();
         for ((result, members), predicted) in
             results.into_iter().zip(&self.members).zip(&self.predicted)
         {
             if let (Some(want), EntryOutcome::Written { shard_id, .. }) = (predicted, &result)
                 && want != shard_id
             {
-                tracing::warn!(stream = %stream, predicted = %want, landed = %shard_id,
-                    "An aggregate landed on another shard than the map said: refreshing the map");
-                maps.invalidate(stream);
+                mispredicted.push((shard_id.clone(), &members[..]));
             }
             if predicted.is_none() {
                 out[members[0]] = Some(result);
@@ -257,18 +295,23 @@ impl Plan {
                 });
             }
         }
-        out.into_iter()
+        let out = out
+            .into_iter()
             .map(|o| o.expect("every user record is in exactly one Kinesis record"))
-            .collect()
+            .collect();
+        (out, mispredicted)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use bytes::Bytes;
 
     use super::*;
     use crate::domain::PartitionKey;
+    use crate::kinesis::ShardRange;
 
     fn quarters() -> ShardMap {
         let q = u128::MAX / 4 + 1;
@@ -344,15 +387,8 @@ mod tests {
             error_code: "ProvisionedThroughputExceededException".into(),
             error_message: "slow down".into(),
         };
-        let maps = ShardMaps::new(Arc::new(
-            crate::service::testing::RecordingPublisher::default(),
-        ));
-        let stream = StreamName::parse("s").unwrap();
-        let out = plan.expand(
-            vec![written("shardId-0", "9"), failed.clone()],
-            &maps,
-            &stream,
-        );
+        let (out, mispredicted) = plan.expand(vec![written("shardId-0", "9"), failed.clone()]);
+        assert!(mispredicted.is_empty());
         assert_eq!(
             out,
             vec![

@@ -391,7 +391,7 @@ async fn send_batch(ctx: LaneCtx, batch: Batch, _permit: OwnedSemaphorePermit) {
     let chunk = match sent {
         Ok(chunk) => chunk,
         Err(panic) => {
-            let message = crate::error::panic_message(panic.as_ref()).to_owned();
+            let message = super::panic_message(panic.as_ref()).to_owned();
             for p in requests {
                 let error = IngestError::Internal(format!("a coalesced call panicked: {message}"));
                 let _ = p.reply.send(Err(error));
@@ -429,24 +429,37 @@ async fn send_batch(ctx: LaneCtx, batch: Batch, _permit: OwnedSemaphorePermit) {
 /// The batch's records to Kinesis: aggregated by shard when the stream aggregates (each request
 /// still gets its own records' outcomes, expanded from the aggregates that hold them).
 async fn send_records(ctx: &LaneCtx, records: &[Record], started: Instant) -> delivery::Chunk {
-    let plan = ctx
+    let send = |records: Vec<Record>| async move {
+        delivery::send_chunk(
+            ctx.publisher.as_ref(),
+            &ctx.stream,
+            &records,
+            &ctx.policy,
+            started,
+        )
+        .await
+    };
+    match ctx
         .shard_maps
         .plan(&ctx.stream, ctx.aggregation, records)
-        .await;
-    let to_send = plan.as_ref().map_or(records, |plan| &plan.records[..]);
-    let mut chunk = delivery::send_chunk(
-        ctx.publisher.as_ref(),
-        &ctx.stream,
-        to_send,
-        &ctx.policy,
-        started,
-    )
-    .await;
-    if let Some(plan) = &plan {
-        let results = std::mem::take(&mut chunk.results);
-        chunk.results = plan.expand(results, &ctx.shard_maps, &ctx.stream);
+        .await
+    {
+        Some(plan) => {
+            ctx.shard_maps
+                .deliver(&ctx.stream, ctx.aggregation, records, plan, send)
+                .await
+        }
+        None => {
+            delivery::send_chunk(
+                ctx.publisher.as_ref(),
+                &ctx.stream,
+                records,
+                &ctx.policy,
+                started,
+            )
+            .await
+        }
     }
-    chunk
 }
 
 #[cfg(test)]
@@ -459,7 +472,7 @@ mod tests {
             max_buffered_bytes: 100,
             ..CoalesceSettings::default()
         };
-        let publisher = Arc::new(crate::service::testing::RecordingPublisher::default());
+        let publisher = Arc::new(crate::testing::RecordingPublisher::default());
         let maps = Arc::new(ShardMaps::new(publisher.clone()));
         let c = Coalescer::new(publisher, &s, maps);
         let a = c.reserve(60).unwrap();

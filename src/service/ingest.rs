@@ -1,8 +1,8 @@
 //! `IngestService`: turns a validated write request into one Kinesis call and its outcome.
 //!
-//! The order of checks is API.md's: `too_many_records`, then `invalid_partition_key`, then
-//! `record_too_large` (lowest index first), then `batch_too_large`. Nothing reaches Kinesis until
-//! all of them pass.
+//! The order of checks is docs/api.md#order-of-checks: `too_many_records`, then
+//! `invalid_partition_key`, then `record_too_large` (lowest index first), then `batch_too_large`.
+//! Nothing reaches Kinesis until all of them pass.
 //!
 //! A request to a stream with coalescing on (`coalesce` in config, see `super::coalesce`) shares
 //! its PutRecords call with concurrent requests to the same stream, but answers exactly as it would
@@ -77,7 +77,7 @@ impl IngestService {
     }
 
     /// Writes the request's records to `stream`: keys settled and limits checked first, in
-    /// API.md's order, then one call (or a coalesced share of one, or split calls).
+    /// docs/api.md's order of checks, then one call (or a coalesced share of one, or split calls).
     /// Records that still failed after the retries count in `kinesis_records_failed_total`.
     #[tracing::instrument(name = "ingest.write", skip_all, fields(stream = %stream))]
     pub async fn write(
@@ -149,28 +149,46 @@ impl IngestService {
                         .await?;
                     return Ok(WriteOutcome::Batch(outcome));
                 }
-                let plan = self.shard_maps.plan(stream, aggregation, &records).await;
-                let (to_send, split) = match &plan {
-                    // Aggregates carry a little framing on top of their records: let them split
-                    // into more calls rather than refuse what the limits already accepted.
-                    Some(plan) => (
-                        &plan.records[..],
-                        SplitPolicy {
+                let outcome = match self.shard_maps.plan(stream, aggregation, &records).await {
+                    None => {
+                        delivery::put_records(
+                            publisher,
+                            stream,
+                            &records,
+                            &policy,
+                            &split_policy,
+                            &limits,
+                            started,
+                        )
+                        .await
+                    }
+                    Some(plan) => {
+                        // Aggregates carry a little framing on top of their records: let them
+                        // split into more calls rather than refuse what the limits accepted.
+                        let split = SplitPolicy {
                             enabled: true,
                             ..split_policy
-                        },
-                    ),
-                    None => (&records[..], split_policy),
-                };
-                let mut outcome = delivery::put_records(
-                    publisher, stream, to_send, &policy, &split, &limits, started,
-                )
-                .await?;
-                if let Some(plan) = &plan {
-                    outcome.records = plan.expand(outcome.records, &self.shard_maps, stream);
-                    outcome.failed_record_count =
-                        outcome.records.iter().filter(|e| !e.is_written()).count();
-                }
+                        };
+                        let send = |to_send: Vec<Record>| {
+                            let (policy, split, limits) = (&policy, &split, &limits);
+                            async move {
+                                delivery::put_records(
+                                    publisher, stream, &to_send, policy, split, limits, started,
+                                )
+                                .await
+                            }
+                        };
+                        let mut outcome = self
+                            .shard_maps
+                            .deliver(stream, aggregation, &records, plan, send)
+                            .await;
+                        if let Ok(o) = &mut outcome {
+                            o.failed_record_count =
+                                o.records.iter().filter(|e| !e.is_written()).count();
+                        }
+                        outcome
+                    }
+                }?;
                 Ok(WriteOutcome::Batch(outcome))
             }
         }
@@ -229,7 +247,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{Item, ValidationError};
-    use crate::service::testing::{Call, RecordingPublisher};
+    use crate::testing::{Call, RecordingPublisher};
 
     fn service(tweak: impl FnOnce(&mut Settings)) -> (IngestService, Arc<RecordingPublisher>) {
         let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
@@ -271,9 +289,17 @@ mod tests {
         };
         assert_eq!(o.sequence_number, "1");
         let calls = publisher.calls();
-        let [Call::PutRecord(r)] = &calls[..] else {
+        let [
+            Call {
+                batch: false,
+                records,
+                ..
+            },
+        ] = &calls[..]
+        else {
             panic!("one PutRecord: {calls:?}")
         };
+        let r = &records[0];
         assert_eq!((&r.data[..], r.partition_key.as_str()), (&b"a"[..], "k"));
     }
 
@@ -291,7 +317,9 @@ mod tests {
                 request_id: Some("req".into()),
             })
         );
-        assert!(matches!(&publisher.calls()[..], [Call::PutRecords(r)] if r.len() == 1));
+        assert!(
+            matches!(&publisher.calls()[..], [Call { batch: true, records, .. }] if records.len() == 1)
+        );
     }
 
     #[tokio::test]
@@ -350,14 +378,7 @@ mod tests {
             (o.records.len(), written(&o), o.failed_record_count),
             (7, 7, 0)
         );
-        let sizes: Vec<usize> = publisher
-            .calls()
-            .iter()
-            .map(|c| match c {
-                Call::PutRecords(r) => r.len(),
-                Call::PutRecord(_) => 1,
-            })
-            .collect();
+        let sizes: Vec<usize> = publisher.calls().iter().map(|c| c.records.len()).collect();
         assert_eq!(sizes, [3, 3, 1]);
     }
 

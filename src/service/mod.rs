@@ -4,8 +4,7 @@ mod aggregate;
 mod coalesce;
 mod delivery;
 mod ingest;
-#[cfg(test)]
-mod testing;
+mod shard_map;
 
 pub use ingest::{IngestService, WriteOutcome, WriteRequest};
 
@@ -22,10 +21,20 @@ pub enum IngestError {
     Publish(#[from] PublishError),
     /// Coalescing's buffered-bytes budget is spent: the caller should come back later.
     #[error(
-        "the service is holding {buffered} bytes of records for Kinesis (limit {limit}); retry later"
+        "the service holds as many records for Kinesis as it may ({buffered} of {limit} bytes); retry later"
     )]
     Overloaded { buffered: usize, limit: usize },
     /// A bug (a panic in a coalescing lane): 500, the detail for the log only.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A panic's message, when its payload is a string (as `panic!` makes it): for the 500 that a
+/// panicking handler (routes) or coalescing lane (`coalesce`) answers with, and its log line.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a panic payload that is not a string)")
 }

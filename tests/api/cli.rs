@@ -50,6 +50,28 @@ fn no_region_refuses_to_start_with_a_clear_message() {
     );
 }
 
+#[test]
+fn a_configuration_mistake_is_one_clear_line_without_a_backtrace() {
+    // The digest is a placeholder, as someone pasting an example would leave it.
+    let out = bare()
+        .env("APP_SERVER__PORT", "0")
+        .env("RUST_BACKTRACE", "1")
+        .env(
+            "APP_AUTH__KEYS",
+            r#"[{"id": "ci", "sha256": "<sha256 of your key>", "streams": "*"}]"#,
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr: {stderr}");
+    assert!(
+        lines[0].starts_with("kinesis-writer: ") && lines[0].contains("auth.keys[ci].sha256"),
+        "stderr: {stderr}"
+    );
+}
+
 /// The binary running as a server, with its JSON log collected line by line.
 struct Server {
     child: KillOnDrop,
@@ -161,12 +183,12 @@ async fn sigterm_stops_the_server_with_exit_0() {
     assert!(status.success(), "exit status {status:?}");
 }
 
-/// API.md §5: `AWS_ENDPOINT_URL_KINESIS` beats the endpoint `config/local.yaml` ships, so a
-/// LocalStack user (or a second emulator) is written to, not the file's 127.0.0.1:4568.
+/// docs/configuration.md#aws-variables: `AWS_ENDPOINT_URL_KINESIS` beats the endpoint
+/// `config/local.yaml` ships, so a LocalStack user (or a second emulator) is written to, not the
+/// file's 127.0.0.1:4568.
 #[tokio::test]
 async fn the_aws_endpoint_variable_beats_the_local_profile() {
-    let (port, tls_port) = Emulator::free_ports();
-    let second = Emulator::launch(port, tls_port, &["elsewhere"]);
+    let second = Emulator::start(&["elsewhere"]);
     let mut cmd = with_test_credentials();
     cmd.env("APP_ENVIRONMENT", "local")
         .env("AWS_ENDPOINT_URL_KINESIS", second.endpoint());
@@ -254,10 +276,27 @@ async fn missing_credentials_are_logged_once_and_readiness_says_why() {
         .env("APP_SERVER__HOST", "127.0.0.1")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ENDPOINT_URL_KINESIS", closed_endpoint())
-        .env("APP_KINESIS__READINESS_INTERVAL_MS", "300");
+        .env("APP_KINESIS__READINESS_INTERVAL_MS", "300")
+        .env("APP_METRICS__REQUIRE_AUTH", "false");
     let server = Server::start(cmd);
-    // Long enough for a dozen probes at 250-300 ms.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Not a sleep and a hope: wait until the service says it has probed five times.
+    let probes = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("kinesis_readiness_probes_total{result=\"not_ready\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    eventually("five readiness probes", Duration::from_secs(20), || async {
+        let metrics = reqwest::get(server.url("/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (probes(&metrics) >= 5).then_some(())
+    })
+    .await;
     let ready = reqwest::get(server.url("/health/ready")).await.unwrap();
     let body = assert_problem(ready, 503, "not_ready").await;
     assert_eq!(body["detail"], "not ready: no AWS credentials found");
@@ -433,7 +472,7 @@ async fn wide_bodies_are_refused_while_reading_and_peak_memory_stays_bounded() {
         "three at once: {three_mib:.0} MiB"
     );
     // A split batch holds its records and their outcomes: ~6x its body at the split limit
-    // (README, "Memory"), where 8.4 M records held 500 MiB.
+    // (docs/operations.md, "Memory"), where 8.4 M records held 500 MiB.
     assert!(split_mib < 8.0 * split_bytes, "split: {split_mib:.0} MiB");
 }
 

@@ -229,7 +229,7 @@ async fn coalesced_requests_land_in_the_emulator_each_once_with_its_own_sequence
     let app = spawn_app_with(|s, stream| {
         s.coalesce
             .streams
-            .push(StreamCoalesce::Name(stream.to_owned()));
+            .push(StreamCoalesce::named(stream.to_owned()));
         s.coalesce.linger_ms = 50;
     })
     .await;

@@ -16,11 +16,7 @@ use crate::helpers::{eventually, records_url, spawn_app_with, spawn_fake_app};
 /// allowed, and the body cap is small (16 KiB).
 fn guarded(s: &mut Settings, stream: &str) {
     s.streams.allow_all = false;
-    s.streams.allowed = vec![AllowedStream {
-        name: stream.to_owned(),
-        arn: None,
-        region: None,
-    }];
+    s.streams.allowed = vec![AllowedStream::named(stream)];
     s.auth.required = true;
     s.auth.keys = vec![
         ApiKeySettings {
@@ -41,10 +37,16 @@ fn guarded(s: &mut Settings, stream: &str) {
 
 /// Every kind of early answer, on one raw kept-alive connection each: the answer comes, and the
 /// next request on the same connection is answered too. (A pooled client hides a silently closed
-/// connection by reconnecting when it notices in time; a load balancer answers 502.)
+/// connection by reconnecting when it notices in time; a load balancer answers 502.) Each case is
+/// first sent with its body withheld: the answer must come anyway, after the short discard
+/// timeout and with `Connection: close`, which proves it was decided without the body.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_request_leaves_its_connection_ready_for_the_next() {
-    let app = spawn_fake_app(guarded).await;
+    let app = spawn_fake_app(|s, stream| {
+        guarded(s, stream);
+        s.server.discard_body_timeout_ms = 300;
+    })
+    .await;
     let (address, mine) = (app.address.clone(), app.stream.clone());
     let body = "x".repeat(6000);
     // (method and target, extra headers, expected status)
@@ -92,11 +94,26 @@ async fn a_refused_request_leaves_its_connection_ready_for_the_next() {
         .collect();
     tokio::task::spawn_blocking(move || {
         for (target, headers, status) in cases {
-            let mut s = connect(&address);
             let head = format!(
                 "{target} HTTP/1.1\r\nHost: x\r\n{headers}content-length: {}\r\n\r\n",
                 body.len()
             );
+            // The body never comes: a service that needed it to decide would wait for it until
+            // the request timeout (408); the refusal is decided at once, and only the discarding
+            // of the body it did not read waits, 300 ms, then gives up on the connection.
+            let mut withheld = connect(&address);
+            withheld.write_all(head.as_bytes()).unwrap();
+            let asked = Instant::now();
+            let (got, answer) = read_response(&mut withheld);
+            assert_eq!(got, status, "{target} without its body: {answer}");
+            assert!(answer.contains("connection: close"), "{target}: {answer}");
+            assert!(
+                asked.elapsed() < Duration::from_secs(3),
+                "{target}: answered after {:?}",
+                asked.elapsed()
+            );
+
+            let mut s = connect(&address);
             // The body follows the head a little later, as from a client that writes them
             // separately: the answer is decided before the body is there.
             s.write_all(head.as_bytes()).unwrap();

@@ -1,6 +1,6 @@
 //! Delivery guarantees, against `fake-kinesis` (the emulator cannot throttle or fail entries on
 //! demand): only failed entries are retried, successes are never resent, every record's outcome
-//! is reported truthfully, and budgets end in 207 / 429 as API.md says.
+//! is reported truthfully, and budgets end in 207 / 429 as docs/api.md#delivery-and-retries says.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -238,7 +238,7 @@ async fn a_call_that_timed_out_after_kinesis_accepted_it_can_duplicate_as_docume
     assert_eq!(
         fake.received().len(),
         2,
-        "the README's one documented source of duplicates"
+        "the one source of duplicates docs/api.md documents"
     );
 }
 

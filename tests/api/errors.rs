@@ -1,5 +1,6 @@
-//! Error answers: each `code` of API.md that a request or the emulator can produce, and the
-//! transport failures (Kinesis down, Kinesis silent, no credentials) with real sockets.
+//! Error answers: each `code` of docs/api.md#error-codes that a request or the emulator can
+//! produce, and the transport failures (Kinesis down, Kinesis silent, no credentials) with real
+//! sockets.
 
 use std::time::{Duration, Instant};
 

@@ -22,12 +22,15 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct free loopback ports, for servers that bind them themselves: all are bound at once
+/// (so no two are the same), then released. Another process may still take one before the server
+/// binds it, so the launchers below start again on fresh ports when their server dies at start
+/// ([`Emulator::start`], moto in `moto.rs`).
+pub(crate) fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
 /// The emulator's endpoint (`http://127.0.0.1:PORT`), starting it on first use.
@@ -36,10 +39,8 @@ pub(crate) fn emulator_endpoint() -> &'static str {
 }
 
 fn start_emulator() -> String {
-    let (port, tls_port) = (free_port(), free_port());
     // Lives as long as this test process: its watchdog SIGKILLs node when we exit.
-    Emulator::launch(port, tls_port, &[]);
-    format!("http://127.0.0.1:{port}")
+    Emulator::start(&[]).endpoint()
 }
 
 /// An emulator process of a test's own (for tests that stop and restart it).
@@ -51,9 +52,21 @@ pub(crate) struct Emulator {
 }
 
 impl Emulator {
-    /// Starts kinesis-local on `port` (plain HTTP) and waits until it answers. `streams` are
-    /// created at start-up (`INITIALIZE_STREAMS`, one shard each).
-    pub(crate) fn launch(port: u16, tls_port: u16, streams: &[&str]) -> Self {
+    /// Starts kinesis-local on free ports and waits until it answers. `streams` are created at
+    /// start-up (`INITIALIZE_STREAMS`, one shard each).
+    pub(crate) fn start(streams: &[&str]) -> Self {
+        for _ in 0..3 {
+            let [port, tls_port] = free_ports();
+            if let Some(emulator) = Self::launch(port, tls_port, streams) {
+                return emulator;
+            }
+        }
+        panic!("the emulator died at start on three pairs of free ports")
+    }
+
+    /// Starts kinesis-local on `port` (plain HTTP) and waits until it answers; `None` when it died
+    /// first (another process took one of its ports).
+    fn launch(port: u16, tls_port: u16, streams: &[&str]) -> Option<Self> {
         let dir = repo_root().join("tools/kinesis-local");
         let main_js = dir.join("node_modules/kinesis-local/main.js");
         if !main_js.exists() {
@@ -73,55 +86,37 @@ impl Emulator {
         let log = std::env::temp_dir().join(format!("kinesis-writer-emulator-{port}.log"));
         let node_pid_file =
             std::env::temp_dir().join(format!("kinesis-writer-emulator-{port}.pid"));
-        // A bash watchdog owns the emulator: when this test process is gone (however it ends), it
-        // SIGKILLs node, so no emulator outlives the tests.
-        let script = format!(
-            "node '{}' & child=$!; echo $child > '{}'; trap 'kill -KILL $child 2>/dev/null' EXIT; \
-             while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.3; done",
-            main_js.display(),
-            node_pid_file.display(),
-            std::process::id()
-        );
         let init: Vec<String> = streams.iter().map(|s| format!("{s}:1")).collect();
-        let mut cmd = Command::new("bash");
-        cmd.arg("-c")
-            .arg(script)
-            .env(
+        let mut env = vec![
+            (
                 "KINESIS_MOCK_CERT_PATH",
-                dir.join("node_modules/kinesis-local/server.json"),
-            )
-            .env("KINESIS_MOCK_PLAIN_PORT", port.to_string())
-            .env("KINESIS_MOCK_TLS_PORT", tls_port.to_string())
-            .env("CREATE_STREAM_DURATION", "0ms")
+                dir.join("node_modules/kinesis-local/server.json")
+                    .display()
+                    .to_string(),
+            ),
+            ("KINESIS_MOCK_PLAIN_PORT", port.to_string()),
+            ("KINESIS_MOCK_TLS_PORT", tls_port.to_string()),
+            ("CREATE_STREAM_DURATION", "0ms".to_owned()),
             // kinesis-mock allows 50 open shards per account by default; the suite creates a
             // fresh stream per test (some with 4 shards), so raise it rather than share streams.
-            .env("SHARD_LIMIT", "100000")
-            .env("LOG_LEVEL", "WARN")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::inherit());
+            ("SHARD_LIMIT", "100000".to_owned()),
+            ("LOG_LEVEL", "WARN".to_owned()),
+        ];
         if !init.is_empty() {
-            cmd.env("INITIALIZE_STREAMS", init.join(","));
+            env.push(("INITIALIZE_STREAMS", init.join(",")));
         }
-        #[expect(
-            clippy::zombie_processes,
-            reason = "the watchdog is reaped by init once it exits; it outlives no test process"
-        )]
-        cmd.spawn().expect("failed to start the emulator");
-        let start = Instant::now();
-        while !emulator_answers(port) {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "the emulator did not answer on port {port} within 60 s; log: {}",
-                log.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
+        let _ = std::fs::remove_file(&node_pid_file);
+        spawn_watched(
+            &format!("node '{}'", main_js.display()),
+            &env,
+            &node_pid_file,
+            &log,
+        );
+        answering(port, &node_pid_file, &log, "the emulator").then_some(Self {
             port,
             tls_port,
             node_pid_file,
-        }
+        })
     }
 
     pub(crate) fn endpoint(&self) -> String {
@@ -135,7 +130,7 @@ impl Emulator {
             .args(["-KILL", pid.trim()])
             .status()
             .unwrap();
-        while emulator_answers(self.port) {
+        while kinesis_answers(self.port) {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -143,16 +138,100 @@ impl Emulator {
     /// Starts it again on the same ports.
     pub(crate) fn restart(&self, streams: &[&str]) -> Self {
         Self::launch(self.port, self.tls_port, streams)
-    }
-
-    /// Two free loopback ports for a private emulator.
-    pub(crate) fn free_ports() -> (u16, u16) {
-        (free_port(), free_port())
+            .expect("the emulator started again on its ports")
     }
 }
 
-/// A blocking ListStreams with a dummy SigV4 header: the emulator checks only that one is there.
-fn emulator_answers(port: u16) -> bool {
+/// Waits until a Kinesis stand-in answers on `port`: `false` as soon as its process (pid in
+/// `pid_file`) is gone without answering; panics after 60 s, pointing at its `log`.
+pub(crate) fn answering(port: u16, pid_file: &Path, log: &Path, what: &str) -> bool {
+    let start = Instant::now();
+    loop {
+        // Its own process, not just anyone on the port: checked first, then the answer.
+        let pid = std::fs::read_to_string(pid_file).ok();
+        if let Some(pid) = pid.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+            // Gone, or a zombie not yet reaped by its watchdog.
+            let stat = std::fs::read_to_string(Path::new("/proc").join(pid).join("stat"));
+            if stat.map_or(true, |s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            }) {
+                return false;
+            }
+        }
+        if pid.is_some() && kinesis_answers(port) {
+            return true;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what} did not answer on port {port} within 60 s; log: {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts `command` (a shell command line) with `env`, its output (both streams) in `log`, its pid
+/// written to `pid_file`, under a bash watchdog that SIGKILLs it when this test process is gone
+/// (however it ends), so no server outlives the tests.
+pub(crate) fn spawn_watched(command: &str, env: &[(&str, String)], pid_file: &Path, log: &Path) {
+    let script = format!(
+        "{command} & child=$!; echo $child > '{}'; trap 'kill -KILL $child 2>/dev/null' EXIT; \
+         while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.3; done",
+        pid_file.display(),
+        std::process::id()
+    );
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(script)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(std::fs::File::options().append(true).open(log).unwrap());
+    #[expect(
+        clippy::zombie_processes,
+        reason = "the watchdog is reaped by init once it exits; it outlives no test process"
+    )]
+    cmd.spawn().expect("failed to start a server for the tests");
+}
+
+/// The virtual environment of a Python tool under `tool` (e.g. `tools/moto`), created from its
+/// pinned `requirements.txt` on first use, as the emulator is installed by the harness. A marker
+/// written after pip succeeds, so a half-finished install is redone rather than used. Callers
+/// keep the answer in a `OnceLock` of their own, so one test process installs each tool once.
+pub(crate) fn pinned_venv(tool: &str) -> PathBuf {
+    let dir = repo_root().join(tool);
+    let venv = dir.join(".venv");
+    let marker = venv.join(".installed");
+    if !marker.exists() {
+        let created = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 is needed for the Python tools of the tests");
+        assert!(
+            created.success(),
+            "python3 -m venv {} failed",
+            venv.display()
+        );
+        let pip = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check", "-r"])
+            .arg(dir.join("requirements.txt"))
+            .status()
+            .unwrap();
+        assert!(
+            pip.success(),
+            "pip install of {tool}/requirements.txt failed"
+        );
+        std::fs::write(&marker, b"").unwrap();
+    }
+    venv
+}
+
+/// A blocking ListStreams with a dummy SigV4 header (neither the emulator nor moto checks more
+/// than that one is there): whether a Kinesis stand-in answers on `port`.
+pub(crate) fn kinesis_answers(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
@@ -608,7 +687,8 @@ pub(crate) fn config_dir() -> PathBuf {
 
 /// An endpoint nobody listens on: connection refused, as when Kinesis or the emulator is down.
 pub(crate) fn closed_endpoint() -> String {
-    format!("http://127.0.0.1:{}", free_port())
+    let [port] = free_ports();
+    format!("http://127.0.0.1:{port}")
 }
 
 /// Raises the record-size limit of `stream` by configuration alone.
@@ -616,11 +696,13 @@ pub(crate) fn raise_record_limit(settings: &mut Settings, stream: &str, bytes: u
     settings
         .limits
         .streams
-        .push(kinesis_writer::config::StreamLimitSettings {
-            name: stream.to_owned(),
-            max_record_size_bytes: Some(bytes),
-            max_request_size_bytes: None,
-        });
+        .push(kinesis_writer::config::StreamLimitSettings::with(
+            stream,
+            kinesis_writer::config::LimitOverrides {
+                max_record_size_bytes: Some(bytes),
+                max_request_size_bytes: None,
+            },
+        ));
 }
 
 /// Asserts that a problem body's `detail` mentions `needle`.
@@ -630,4 +712,16 @@ pub(crate) fn assert_detail_contains(body: &serde_json::Value, needle: &str) {
         detail.contains(needle),
         "detail should mention {needle:?}: {body}"
     );
+}
+
+/// The harness itself: a launcher whose port was taken meanwhile notices that its server died,
+/// rather than taking whoever answers there for its own.
+#[test]
+fn a_launch_on_a_taken_port_reports_the_death() {
+    let taken = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let [tls_port] = free_ports();
+    let started = Instant::now();
+    assert!(Emulator::launch(port, tls_port, &[]).is_none());
+    assert!(started.elapsed() < Duration::from_secs(30));
 }

@@ -9,10 +9,9 @@ use crate::helpers::{Emulator, eventually, spawn_app_on};
 #[tokio::test]
 async fn an_emulator_outage_gives_only_503_or_504_and_the_service_recovers() {
     let stream = format!("outage-{}", uuid::Uuid::new_v4().simple());
-    let (port, tls_port) = Emulator::free_ports();
     let emulator = tokio::task::spawn_blocking({
         let stream = stream.clone();
-        move || Emulator::launch(port, tls_port, &[&stream])
+        move || Emulator::start(&[&stream])
     })
     .await
     .unwrap();

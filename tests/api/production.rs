@@ -16,14 +16,7 @@ use crate::helpers::{
 
 fn allow(settings: &mut Settings, names: &[&str]) {
     settings.streams.allow_all = false;
-    settings.streams.allowed = names
-        .iter()
-        .map(|n| AllowedStream {
-            name: (*n).to_owned(),
-            arn: None,
-            region: None,
-        })
-        .collect();
+    settings.streams.allowed = names.iter().map(|n| AllowedStream::named(*n)).collect();
 }
 
 fn key(id: &str, secret: &str, streams: &[&str]) -> ApiKeySettings {

@@ -1,5 +1,5 @@
-//! Records v2 (API.md §6) on the real emulator: NDJSON, envelopes, keys from the data, explicit
-//! hash keys and ordering. Every test reads its records back and compares keys and bytes.
+//! Records v2 (docs/api.md#records-v2) on the real emulator: NDJSON, envelopes, keys from the data,
+//! explicit hash keys and ordering. Every test reads its records back and compares keys and bytes.
 
 use std::collections::HashMap;
 
@@ -88,7 +88,10 @@ async fn a_bad_ndjson_line_is_refused_with_its_number_and_nothing_lands() {
     let problem = assert_problem(response, 400, "invalid_body").await;
     assert_eq!(problem["line"], 37);
     let empty = app.post("", &[NDJSON], "\n\r\n  \n").await;
-    assert_problem(empty, 422, "empty_batch").await;
+    let problem = assert_problem(empty, 422, "empty_batch").await;
+    // The caller sent NDJSON without record_per_entry: the detail must speak of what was sent.
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("NDJSON line"), "{detail}");
     let single = app.post("record_per_entry=false", &[NDJSON], "1\n").await;
     assert_problem(single, 400, "invalid_query_parameter").await;
     assert!(app.landed().await.is_empty());
@@ -222,7 +225,8 @@ async fn per_record_errors_name_their_record_and_nothing_lands() {
             "{query} {body}: {problem}"
         );
     }
-    // API.md §6 order: the count first, then record by record (the key before the size).
+    // docs/api.md#order-of-checks: the count first, then record by record (the key before the
+    // size).
     let order = app
         .post(
             "envelope=true&record_per_entry=true",
@@ -311,7 +315,7 @@ async fn an_explicit_hash_key_lands_on_the_shard_whose_range_holds_it() {
 #[tokio::test]
 async fn an_ordered_write_is_its_own_put_record_even_with_coalescing() {
     let app = spawn_fake_app(|s, stream| {
-        s.coalesce.streams = vec![kinesis_writer::config::StreamCoalesce::Name(
+        s.coalesce.streams = vec![kinesis_writer::config::StreamCoalesce::named(
             stream.to_owned(),
         )];
     })

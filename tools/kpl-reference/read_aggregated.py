@@ -1,9 +1,16 @@
 #!/usr/bin/env python3
 """Reads a stream the way a consumer of aggregated records does: GetRecords, then the reference
-de-aggregator (aws-kinesis-agg). The README's example; run it against `make run`:
+de-aggregator (aws-kinesis-agg). The example of docs/api.md, "Aggregation". It needs boto3 and the
+pinned de-aggregator; from the repository root, once (the same venv the tests create):
+
+    python3 -m venv tools/kpl-reference/.venv
+    tools/kpl-reference/.venv/bin/pip install -r tools/kpl-reference/requirements.txt boto3
+
+then, against `make run`:
 
     AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \
-    AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:4568 python3 read_aggregated.py example-sharded
+    AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:4568 \
+      tools/kpl-reference/.venv/bin/python tools/kpl-reference/read_aggregated.py example-sharded
 """
 import base64
 import sys

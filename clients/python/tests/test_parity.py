@@ -3,7 +3,7 @@ emulator) and through kinesis_writer_client.KinesisWriter (HTTP, the service, th
 
 Each test writes to two fresh streams, one per writer, then compares what landed byte for byte,
 the shape of the partition keys, the response's keys and the exceptions. Where the service
-deliberately differs from the class (API.md "(fix)"), the test asserts the documented difference.
+deliberately differs from the class (docs/api.md, "Differences from the Python class"), the test asserts the documented difference.
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def test_batch_over_5_mib_refused(pair: Pair) -> None:
 
 
 def test_207_partial_failure_returns_the_dict_like_boto3(streams: Streams, service_big_records: str) -> None:
-    # kinesis-mock fails only the >1 MiB entry of a PutRecords (EMULATOR.md); the class sends it
+    # kinesis-mock fails only the >1 MiB entry of a PutRecords (docs/testing.md, "The emulator"); the class sends it
     # (no per-record check in batch mode), the service does too when its limit is set above 1 MiB.
     pair = Pair(streams, service_big_records)
     data = ["small", "x" * (MiB + 100), {"after": True}]
@@ -298,7 +298,7 @@ def test_207_partial_failure_returns_the_dict_like_boto3(streams: Streams, servi
     assert client == oracle == [("k", b"small"), ("k", b'{"after": true}')]
 
 
-# --- deliberate differences (API.md "(fix)" and the client's documented choices) ------------------
+# --- deliberate differences (docs/api.md and docs/python-client.md) ------------------
 
 
 def capture_put_records(writer: Any) -> List[Dict[str, Any]]:

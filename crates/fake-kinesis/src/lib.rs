@@ -73,6 +73,10 @@ pub struct Options {
     /// fake accepts is on `shardId-000000000000` anyway). Off: `ListShards` is an unknown
     /// operation, as for a role without `kinesis:ListShards`.
     pub list_shards: bool,
+    /// With `list_shards`: ListShards names `shardId-000000000001` (the whole range) while every
+    /// write still lands on `shardId-000000000000`, as a listing that lags behind a reshard does:
+    /// every aggregate built from that map is mispredicted.
+    pub list_shards_disagrees: bool,
 }
 
 /// A record the fake accepted (wrote).
@@ -133,6 +137,8 @@ pub struct Stats {
     pub put_records_calls: u64,
     /// ListStreams calls (readiness probes).
     pub list_streams_calls: u64,
+    /// ListShards calls (aggregation's shard maps).
+    pub list_shards_calls: u64,
     /// Put calls answered with a whole-call error.
     pub calls_failed: u64,
     /// Records seen in Put calls, whatever became of them.
@@ -148,6 +154,7 @@ struct Counters {
     put_record_calls: AtomicU64,
     put_records_calls: AtomicU64,
     list_streams_calls: AtomicU64,
+    list_shards_calls: AtomicU64,
     calls_failed: AtomicU64,
     records_seen: AtomicU64,
     records_accepted: AtomicU64,
@@ -159,6 +166,7 @@ struct Counters {
 struct Shared {
     count_only: bool,
     list_shards: bool,
+    list_shards_disagrees: bool,
     plan: RwLock<Plan>,
     counters: Counters,
     /// Never reset, so sequence numbers stay increasing across resets as Kinesis' do.
@@ -176,10 +184,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn new(count_only: bool, list_shards: bool) -> Self {
+    fn new(options: &Options) -> Self {
         Self {
-            count_only,
-            list_shards,
+            count_only: options.count_only,
+            list_shards: options.list_shards,
+            list_shards_disagrees: options.list_shards_disagrees,
             plan: RwLock::new(Plan::default()),
             counters: Counters::default(),
             seq: AtomicU64::new(0),
@@ -204,6 +213,7 @@ impl Shared {
             put_record_calls: get(&c.put_record_calls),
             put_records_calls: get(&c.put_records_calls),
             list_streams_calls: get(&c.list_streams_calls),
+            list_shards_calls: get(&c.list_shards_calls),
             calls_failed: get(&c.calls_failed),
             records_seen: get(&c.records_seen),
             records_accepted: get(&c.records_accepted),
@@ -217,6 +227,7 @@ impl Shared {
             &c.put_record_calls,
             &c.put_records_calls,
             &c.list_streams_calls,
+            &c.list_shards_calls,
             &c.calls_failed,
             &c.records_seen,
             &c.records_accepted,
@@ -284,7 +295,7 @@ impl FakeKinesis {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(options.count_only, options.list_shards));
+        let shared = Arc::new(Shared::new(&options));
         let (shutdown, mut stopped) = watch::channel(());
         let app = router(Arc::clone(&shared));
         tokio::spawn(async move {
@@ -387,6 +398,8 @@ const AMZ_CBOR: &str = "application/x-amz-cbor-1.1";
 
 /// The ListShards answer: one open shard owning the whole hash-key range.
 const LIST_SHARDS: &[u8] = br#"{"Shards":[{"ShardId":"shardId-000000000000","HashKeyRange":{"StartingHashKey":"0","EndingHashKey":"340282366920938463463374607431768211455"},"SequenceNumberRange":{"StartingSequenceNumber":"0"}}]}"#;
+/// A ListShards answer that disagrees with where writes land (`Options::list_shards_disagrees`).
+const LIST_SHARDS_ELSEWHERE: &[u8] = br#"{"Shards":[{"ShardId":"shardId-000000000001","HashKeyRange":{"StartingHashKey":"0","EndingHashKey":"340282366920938463463374607431768211455"},"SequenceNumberRange":{"StartingSequenceNumber":"0"}}]}"#;
 /// The ListStreams answer (readiness probes only look at the status).
 const LIST_STREAMS: &[u8] = br#"{"StreamNames":[],"HasMoreStreams":false}"#;
 
@@ -667,7 +680,16 @@ async fn kinesis(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
         Some("PutRecord") => Operation::PutRecord,
         Some("PutRecords") => Operation::PutRecords,
         Some("ListShards") if shared.list_shards => {
-            return reply.body(StatusCode::OK, protocol.canned(LIST_SHARDS));
+            shared
+                .counters
+                .list_shards_calls
+                .fetch_add(1, Ordering::Relaxed);
+            let listing = if shared.list_shards_disagrees {
+                LIST_SHARDS_ELSEWHERE
+            } else {
+                LIST_SHARDS
+            };
+            return reply.body(StatusCode::OK, protocol.canned(listing));
         }
         Some("ListStreams") => {
             shared

@@ -46,6 +46,7 @@ fn parse_args() -> Result<Options, String> {
         addr: Some(SocketAddr::new(host, port)),
         count_only,
         list_shards,
+        list_shards_disagrees: false,
     })
 }
 

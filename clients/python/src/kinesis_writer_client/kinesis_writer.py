@@ -142,7 +142,7 @@ class KinesisWriter:
             KinesisWriterError: batch data that is not a list (before any request), and every
                 413/422 answer (limits, empty batch, invalid partition key).
             TypeError, ValueError, AttributeError, UnicodeEncodeError: data or partition key that
-                cannot be serialised, before any request (see the README for the details).
+                cannot be serialised, before any request (see docs/python-client.md in the repository).
             KinesisWriterHTTPError and its subclasses: the service's other error answers.
         """
         if isinstance(record_per_entry, str):

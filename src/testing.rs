@@ -1,5 +1,8 @@
-//! A publisher for the service layer's unit tests: it records every call and answers each record
-//! by its data (`fail:<ErrorCode>` fails the entry with that code; anything else is written).
+//! The one in-process recording fake of Kinesis, for tests that need no socket: the service
+//! layer's unit tests and the router-level property tests (tests/properties.rs). It records every
+//! call and answers each record by its data: `fail:<ErrorCode>` fails the entry with that code,
+//! anything else is written. The service itself never uses it; over HTTP, faults come from
+//! crates/fake-kinesis and real behaviour from the emulator.
 
 use std::sync::Mutex;
 
@@ -10,19 +13,27 @@ use crate::kinesis::{KinesisPublisher, ProbeResult, PublishError};
 
 /// One call as the publisher saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Call {
-    PutRecord(Record),
-    PutRecords(Vec<Record>),
+pub struct Call {
+    pub stream: String,
+    /// PutRecords (`true`) or PutRecord.
+    pub batch: bool,
+    pub records: Vec<Record>,
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct RecordingPublisher {
+pub struct RecordingPublisher {
     calls: Mutex<Vec<Call>>,
 }
 
 impl RecordingPublisher {
-    pub(crate) fn calls(&self) -> Vec<Call> {
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
+    }
+
+    /// Every call so far, forgetting them.
+    pub fn take(&self) -> Vec<Call> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
     }
 
     fn entry(record: &Record, n: usize) -> EntryOutcome {
@@ -44,12 +55,16 @@ impl RecordingPublisher {
 impl KinesisPublisher for RecordingPublisher {
     async fn put_record(
         &self,
-        _: &StreamName,
+        stream: &StreamName,
         record: &Record,
         _: Option<&str>,
     ) -> Result<PutRecordOutcome, PublishError> {
         let mut calls = self.calls.lock().unwrap();
-        calls.push(Call::PutRecord(record.clone()));
+        calls.push(Call {
+            stream: stream.as_str().to_owned(),
+            batch: false,
+            records: vec![record.clone()],
+        });
         Ok(PutRecordOutcome {
             shard_id: "shardId-000000000000".to_owned(),
             sequence_number: calls.len().to_string(),
@@ -60,11 +75,15 @@ impl KinesisPublisher for RecordingPublisher {
 
     async fn put_records(
         &self,
-        _: &StreamName,
+        stream: &StreamName,
         records: &[Record],
     ) -> Result<PutRecordsOutcome, PublishError> {
         let mut calls = self.calls.lock().unwrap();
-        calls.push(Call::PutRecords(records.to_vec()));
+        calls.push(Call {
+            stream: stream.as_str().to_owned(),
+            batch: true,
+            records: records.to_vec(),
+        });
         let base = calls.len() * 1000;
         let entries: Vec<_> = records
             .iter()
