@@ -235,7 +235,8 @@ async fn serve_connection(
     let io = TokioIo::new(Watched {
         inner: stream,
         activity: activity.clone(),
-        sniffed: false,
+        start: [0; 4],
+        started: 0,
     });
     let busy = activity.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -339,6 +340,15 @@ impl Activity {
         RequestGuard(self.clone())
     }
 
+    /// The connection turned out to be HTTP/2: what started the header timer was its preface.
+    fn speaks_http2(&self) {
+        let mut s = self.state();
+        s.http2 = true;
+        s.head_since = None;
+        drop(s);
+        self.changed.notify_one();
+    }
+
     /// Asks the connection to close (it is idle and a new connection needs its slot).
     fn close(&self) {
         self.state().closing = true;
@@ -396,12 +406,15 @@ impl Drop for RequestGuard {
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
-    /// The first bytes have been looked at for HTTP/2's connection preface.
-    sniffed: bool,
+    /// The connection's first bytes, up to [`HTTP2_START`]'s length, to tell HTTP/2 from 1.1.
+    start: [u8; 4],
+    /// How many of them have arrived (`start.len()`: decided).
+    started: usize,
 }
 
-/// What an HTTP/2 client sends first (RFC 9113 §3.4); no HTTP/1.1 request starts with it.
-const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// How HTTP/2's connection preface (`PRI * HTTP/2.0…`, RFC 9113 §3.4) begins; no HTTP/1.1
+/// request does (`POST`, `PUT `, `PATCH` share only the `P`, so one byte decides nothing).
+const HTTP2_START: &[u8; 4] = b"PRI ";
 
 impl AsyncRead for Watched {
     fn poll_read(
@@ -412,12 +425,14 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            if !self.sniffed {
-                self.sniffed = true;
-                let first = &buf.filled()[before..];
-                let n = first.len().min(HTTP2_PREFACE.len());
-                if first[..n] == HTTP2_PREFACE[..n] {
-                    self.activity.state().http2 = true;
+            if self.started < HTTP2_START.len() {
+                let new = &buf.filled()[before..];
+                let take = new.len().min(HTTP2_START.len() - self.started);
+                let at = self.started;
+                self.start[at..at + take].copy_from_slice(&new[..take]);
+                self.started += take;
+                if self.started == HTTP2_START.len() && &self.start == HTTP2_START {
+                    self.activity.speaks_http2();
                 }
             }
             self.activity.bytes_read();

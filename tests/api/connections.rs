@@ -542,3 +542,30 @@ async fn an_h2c_connection_kept_alive_with_pings_closes_at_the_idle_timeout_with
     .await
     .unwrap();
 }
+
+/// The HTTP/2 check must not open a hole for slow headers: an HTTP/1.1 request trickled a byte at
+/// a time (`P`, then `O`, …) is still cut off at the header timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn headers_trickled_a_byte_at_a_time_are_still_cut_off() {
+    let app = spawn_fake_app(|s, _| s.server.header_read_timeout_ms = 400).await;
+    let address = app.address.clone();
+    let closed_after = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut s = connect(&address);
+        let closer = s.try_clone().unwrap();
+        let watch = std::thread::spawn(move || time_until_closed(closer, started));
+        for byte in b"POST /streams/s/records HTTP/1.1\r\n" {
+            std::thread::sleep(Duration::from_millis(150));
+            if s.write_all(&[*byte]).is_err() {
+                break;
+            }
+        }
+        watch.join().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        closed_after < Duration::from_millis(2500),
+        "closed after {closed_after:?}, not at the 400 ms header timeout"
+    );
+}
