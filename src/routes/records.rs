@@ -99,7 +99,10 @@ pub(crate) async fn write_records(
 
     let limit = state.settings.limits.body_limit_bytes;
     let body = read_body(body, &headers, limit).await?;
-    let request = params.request(kind, body)?;
+    let settings = state.settings.stream(stream.as_str());
+    let split = params.split.unwrap_or(settings.split.enabled);
+    let max_records = settings.limits.max_records_in_body(split, body.len());
+    let request = params.request(kind, body, max_records)?;
     span.record("records", request.payload.len());
 
     let outcome = state.ingest.write(&stream, request).await?;

@@ -872,7 +872,7 @@ fn single(kind: BodyKind, body: &[u8]) -> Result<Bytes, ValidationError> {
 }
 
 fn batch(body: &[u8]) -> Result<Vec<Bytes>, ValidationError> {
-    match Payload::batch(&Bytes::copy_from_slice(body))? {
+    match Payload::batch(&Bytes::copy_from_slice(body), usize::MAX)? {
         Payload::Batch(items) => items.into_iter().map(|i| i.into_data()).collect(),
         Payload::Single(_) => unreachable!("batch gave a single"),
     }
