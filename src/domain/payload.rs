@@ -488,7 +488,7 @@ mod tests {
     }
 
     /// Issue #22 item 1: past `max_records` nothing more is kept, the count stays exact, and a
-    /// syntax error anywhere is still a 400 (parsing comes before the count, API.md's order).
+    /// syntax error anywhere is still a 400 (parsing comes before the count: docs/api.md#order-of-checks).
     #[test]
     fn a_batch_over_the_limit_keeps_nothing_more_and_counts_exactly() {
         let wide = |n: usize, sep: &str| {
