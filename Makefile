@@ -36,7 +36,7 @@ bench: ## release build + load tests against the ceiling, the service and the Py
 	bench/run.sh
 
 fuzz: emulator ## hostile input: property tests with many cases, then schemathesis against the running service
-	PROPTEST_CASES=$${PROPTEST_CASES:-4096} $(CARGO) test --locked --test properties
+	PROPTEST_CASES=$${PROPTEST_CASES:-4096} $(CARGO) test --locked --test api properties::
 	scripts/schemathesis.sh
 
 # make test runs this, so the schemathesis harness (tools/schemathesis) cannot rot unnoticed: a

@@ -34,6 +34,8 @@ MAX_E_P50_RATIO = 1.10
 MIN_D_VS_B = 0.85
 # KPL aggregation (issue #14's target, with it on): scenario b against the Python peer.
 MIN_AGGREGATE_VS_PYTHON_B = 30.0
+# The access log on (the default) costs at most 10% of scenario a against it off (issue #27).
+MIN_LOG_ON_VS_OFF_A = 0.90
 # The lean publisher (issue #14, item 3) stays only if it cuts CPU per Kinesis call this much.
 MIN_LEAN_CPU_CUT = 1.5
 
@@ -127,7 +129,7 @@ def main() -> None:
     verdicts = []
     for s, label in SCENARIOS.items():
         metric = TARGETS[s][0]
-        for t in ("ceiling", "service", "coalesce", "sdk", "json", "aggregate", "python"):
+        for t in ("ceiling", "service", "coalesce", "nolog", "sdk", "json", "aggregate", "python"):
             rs = runs.get((t, s))
             if not rs:
                 continue
@@ -167,6 +169,11 @@ def main() -> None:
                 r = med(rs, metric) / med(p, metric)
                 ratio_p = f"{r:.1f}x"
                 verdicts.append((t, s, f"{metric} vs Python", r, MIN_AGGREGATE_VS_PYTHON_B, errors, "(equal)"))
+            if t == "coalesce" and s == "a" and (n := runs.get(("nolog", s))) and med(n, metric):
+                r = med(rs, metric) / med(n, metric)
+                verdicts.append((t, s, "req/s with the access log on vs off", r, MIN_LOG_ON_VS_OFF_A, errors, acked))
+            if t == "nolog" and (d := runs.get(("coalesce", s))) and med(d, metric):
+                ratio_c = f"default / this: {med(d, metric) / med(rs, metric):.2f}"
             if t in ("sdk", "json") and (d := runs.get(("coalesce", s))) and med(d, "rec_s") and med(rs, "rec_s"):
                 # What the publisher or protocol costs end to end: CPU per record over the
                 # default's (shown; the per-call figure below is the one judged).
@@ -206,7 +213,7 @@ def main() -> None:
             f"{acked} -> {'MET' if ok else 'MISSED'}"
         )
     print()
-    for t in ("service", "coalesce", "sdk", "json", "aggregate"):
+    for t in ("service", "coalesce", "nolog", "sdk", "json", "aggregate"):
         if f"{t}_vmhwm_kb" in machine:
             print(
                 f"{t.capitalize()} memory: peak RSS (VmHWM) {machine[f'{t}_vmhwm_kb'] / 1024:.1f} "

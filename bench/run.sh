@@ -10,9 +10,11 @@
 #   BENCH_SECONDS=10            length of one measured run
 #   BENCH_REPEAT=3              measured runs per target and scenario (the table quotes medians)
 #   BENCH_WARMUP=2              seconds of unmeasured load before each target/scenario's first run
-#   BENCH_TARGETS="ceiling service coalesce sdk json aggregate python"
+#   BENCH_TARGETS="ceiling service coalesce nolog sdk json aggregate python"
 #                               (service: coalescing off; coalesce: the default configuration,
-#                               coalescing on, lean publisher, CBOR; sdk: the default with
+#                               coalescing on, lean publisher, CBOR, the access log on (one INFO
+#                               line per request to a file, as a container's log pipe takes it);
+#                               nolog: the default with telemetry.access_log=off; sdk: the default with
 #                               kinesis.publisher=sdk; json: the default with
 #                               kinesis.protocol=json; aggregate: the default plus KPL
 #                               aggregation, scenarios b and d only)
@@ -33,7 +35,7 @@ out="$root/target/bench"
 secs=${BENCH_SECONDS:-10}
 repeat=${BENCH_REPEAT:-3}
 warmup=${BENCH_WARMUP:-2}
-targets=${BENCH_TARGETS:-"ceiling service coalesce sdk json aggregate python"}
+targets=${BENCH_TARGETS:-"ceiling service coalesce nolog sdk json aggregate python"}
 scenarios=${BENCH_SCENARIOS:-"a b c d e"}
 stream=bench-stream
 oha_version=1.16.0
@@ -165,17 +167,20 @@ for t in $targets; do
       "$rel/examples/ceiling" --port "$port" >"$out/ceiling.log" 2>&1 &
       tpid[$t]=$!
       ;;
-    service | coalesce | sdk | json | aggregate)
+    service | coalesce | nolog | sdk | json | aggregate)
       # `service`: coalescing off (each request its own call); `coalesce`: the default
       # configuration (coalescing on, lean publisher, CBOR); `sdk`: the default with the SDK
       # publisher; `json`: the default speaking JSON; `aggregate`: the default plus KPL
       # aggregation.
-      coalesce=true aggregate=false publisher=lean protocol=cbor
+      coalesce=true aggregate=false publisher=lean protocol=cbor access_log=all
       [ "$t" = service ] && coalesce=false
+      [ "$t" = nolog ] && access_log=off
       [ "$t" = sdk ] && publisher=sdk
       [ "$t" = json ] && protocol=json
       [ "$t" = aggregate ] && aggregate=true
-      env APP_ENVIRONMENT=local APP_SERVER__PORT="$port" APP_TELEMETRY__FILTER=warn \
+      # The production profile's log filter (info): the access log is on, as deployed.
+      env APP_ENVIRONMENT=local APP_SERVER__PORT="$port" APP_TELEMETRY__FILTER=info \
+        APP_TELEMETRY__ACCESS_LOG="$access_log" \
         APP_COALESCE__ENABLED="$coalesce" APP_AGGREGATION__ENABLED="$aggregate" \
         APP_KINESIS__PUBLISHER="$publisher" APP_KINESIS__PROTOCOL="$protocol" \
         AWS_ENDPOINT_URL_KINESIS="$fake" APP_KINESIS__ENDPOINT_URL="$fake" AWS_REGION=us-east-1 \
@@ -200,7 +205,7 @@ done
 for t in $targets; do
   case $t in
     ceiling) wait_http "${url[$t]}/streams/x/records" 30 POST || die "ceiling did not start" ;;
-    service | coalesce | sdk | json | aggregate)
+    service | coalesce | nolog | sdk | json | aggregate)
       wait_http "${url[$t]}/health/ready" 60 || die "$t not ready in 60 s (see $out/$t.log)" ;;
     python) wait_http "${url[$t]}/health" 60 || die "python peer did not start (see $out/python.log)" ;;
   esac
@@ -263,6 +268,8 @@ for rep in $(seq 1 "$repeat"); do
       if [ "$t" = aggregate ] && { [ "$s" = a ] || [ "$s" = c ]; }; then continue; fi
       # e compares the service with and without coalescing for a lone client, nothing else.
       if [ "$s" = e ] && [ "$t" != service ] && [ "$t" != coalesce ]; then continue; fi
+      # nolog measures what the access log costs: on a, b and c.
+      if [ "$t" = nolog ] && { [ "$s" = d ] || [ "$s" = e ]; }; then continue; fi
       # sdk and json are compared with the default on a, b and c; d and e add nothing to that.
       if { [ "$t" = sdk ] || [ "$t" = json ]; } && { [ "$s" = d ] || [ "$s" = e ]; }; then
         continue
@@ -297,7 +304,7 @@ vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo
   echo "\"nproc\": $(nproc),"
   echo "\"cpu\": \"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)\","
   echo "\"mem_total_kb\": $(awk '/MemTotal/ {print $2}' /proc/meminfo),"
-  for t in service coalesce sdk json aggregate; do
+  for t in service coalesce nolog sdk json aggregate; do
     [ -n "${tpid[$t]:-}" ] || continue
     p=${tpid[$t]}
     echo "\"${t}_vmhwm_kb\": $(vm "$p" VmHWM), \"${t}_vmrss_kb\": $(vm "$p" VmRSS),"
@@ -315,7 +322,7 @@ vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo
 # After the memory readings: the service targets are stopped first, so the two cores are the
 # example's and the fake's.
 if [ "${BENCH_PUBLISHER:-1}" = 1 ]; then
-  for t in service coalesce sdk json aggregate; do
+  for t in service coalesce nolog sdk json aggregate; do
     [ -n "${tpid[$t]:-}" ] && kill -TERM "${tpid[$t]}" 2>/dev/null || true
   done
   sleep 1

@@ -80,7 +80,8 @@ async fn run() -> anyhow::Result<()> {
     let config_dir =
         std::env::var_os("APP_CONFIG_DIR").map_or_else(|| PathBuf::from("config"), PathBuf::from);
     let settings = Settings::load(&config_dir)?;
-    telemetry::init(&settings.telemetry);
+    // Held to the end: dropping it flushes the log lines still queued (src/telemetry.rs).
+    let _log = telemetry::init(&settings.telemetry);
 
     if command.as_deref() == Some("spool") {
         let args: Vec<String> = std::env::args().skip(2).collect();

@@ -38,6 +38,8 @@ pub const COALESCE_BATCH_RECORDS: &str = "coalesce_batch_records";
 pub const COALESCE_BATCH_REQUESTS: &str = "coalesce_batch_requests";
 pub const COALESCE_BUFFERED_BYTES: &str = "coalesce_buffered_bytes";
 pub const COALESCE_OVERLOADED: &str = "coalesce_overloaded_total";
+/// Log lines dropped because the log writer's queue was full (src/telemetry.rs).
+pub const LOG_LINES_DROPPED: &str = "log_lines_dropped_total";
 /// Readiness probes of Kinesis (background, never per request), by `result`: `ready` or
 /// `not_ready`.
 pub const READINESS_PROBES: &str = "kinesis_readiness_probes_total";
@@ -160,6 +162,7 @@ fn spawn_upkeep(handle: PrometheusHandle, every: Duration) {
         .spawn(move || {
             loop {
                 std::thread::sleep(every);
+                sync_counters();
                 handle.run_upkeep();
                 UPKEEPS.fetch_add(1, Ordering::Release);
             }
@@ -168,6 +171,12 @@ fn spawn_upkeep(handle: PrometheusHandle, every: Duration) {
         // Metrics still work; only the memory of unscraped histograms is then unbounded.
         tracing::error!(error = %e, "Could not start the metrics upkeep thread: scrape /metrics to bound its memory");
     }
+}
+
+/// Copies counts kept outside the recorder into it: the log writer's dropped lines. Run by the
+/// upkeep and before each scrape.
+pub fn sync_counters() {
+    counter!(LOG_LINES_DROPPED).absolute(crate::telemetry::dropped_lines());
 }
 
 /// Counts requests by route and status, their latency, and how many are in flight.

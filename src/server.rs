@@ -7,9 +7,16 @@
 //! `header_read_timeout` is not used: it also runs while a kept-alive connection waits for its next
 //! request, so it cannot tell "slow headers" (short limit) from "idle" (long limit, which must
 //! outlast a load balancer's own idle timeout so the balancer closes first).
+//!
+//! At the connection cap, the idle kept-alive connection that has been idle longest is closed to
+//! admit a new one, as production proxies do: otherwise a client (or the load balancer's health
+//! check) waits for an idle timeout (75 s in deploy/k8s) behind connections nobody uses. Only
+//! while every connection is busy do new ones wait.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -30,7 +37,8 @@ use crate::config::ServerSettings;
 /// Connection limits, from `server.*` in the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
-    /// Open connections at most; beyond it new ones wait in the kernel's accept backlog.
+    /// Open connections at most. At the cap, the longest-idle connection is closed to admit a new
+    /// one; while none is idle, new ones wait (one accepted, the rest in the kernel's backlog).
     pub max_connections: usize,
     /// From the first byte of a request to the end of its headers.
     pub header_read_timeout: Duration,
@@ -59,6 +67,7 @@ pub async fn serve(
     drain: Duration,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = Arc::new(Connections::default());
     // `stop` tells connections to finish; `open` closes when the last connection has dropped its
     // sender, which is how the drain knows it is done.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -66,17 +75,6 @@ pub async fn serve(
     let mut shutdown = pin!(shutdown);
     let mut at_capacity = false;
     loop {
-        if permits.available_permits() == 0 && !at_capacity {
-            tracing::warn!(
-                max_connections = limits.max_connections,
-                "Connection limit reached: new connections wait in the accept backlog"
-            );
-        }
-        at_capacity = permits.available_permits() == 0;
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -87,11 +85,29 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // A new connection is waiting (accepted: the cap only matters when someone wants in).
+        let permit = if let Ok(permit) = permits.clone().try_acquire_owned() {
+            at_capacity = false;
+            permit
+        } else {
+            if !at_capacity {
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    "Connection limit reached: closing idle connections, longest idle first, to \
+                     admit new ones; while none is idle, new connections wait"
+                );
+                at_capacity = true;
+            }
+            tokio::select! {
+                permit = admit(&permits, &connections) => permit,
+                () = &mut shutdown => break,
+            }
+        };
         tokio::spawn(serve_connection(
             stream,
             router.clone(),
             limits,
-            permit,
+            (permit, connections.clone()),
             stop_rx.clone(),
             open_tx.clone(),
         ));
@@ -111,6 +127,76 @@ pub async fn serve(
     }
 }
 
+/// Waits for a connection's slot at the cap, closing the longest-idle connection to free one
+/// (again every 50 ms while none is idle and no closing one is pending, as connections go idle).
+async fn admit(permits: &Arc<Semaphore>, connections: &Connections) -> OwnedSemaphorePermit {
+    loop {
+        connections.close_longest_idle();
+        tokio::select! {
+            permit = permits.clone().acquire_owned() => {
+                return permit.expect("the semaphore is never closed");
+            }
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+}
+
+/// The open connections' activity, for choosing which idle one to close at the cap.
+#[derive(Debug, Default)]
+struct Connections {
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Activity>>>,
+}
+
+impl Connections {
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Activity>>> {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a connection until the returned guard drops.
+    fn register(self: &Arc<Self>, activity: Arc<Activity>) -> Registered {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.open().insert(id, activity);
+        Registered {
+            connections: self.clone(),
+            id,
+        }
+    }
+
+    /// Tells the connection idle the longest to close, unless one told before is still closing
+    /// (one new connection needs one slot). A linear scan: it runs only at the cap.
+    fn close_longest_idle(&self) {
+        let open = self.open();
+        if open.values().any(|a| a.state().closing) {
+            return;
+        }
+        let longest = open
+            .values()
+            .filter_map(|a| {
+                let s = a.state();
+                (s.in_flight == 0 && s.head_since.is_none()).then_some((s.idle_since, a))
+            })
+            .min_by_key(|(since, _)| *since);
+        if let Some((_, activity)) = longest {
+            activity.close();
+        }
+    }
+}
+
+/// Keeps a connection in [`Connections`] while it is open.
+struct Registered {
+    connections: Arc<Connections>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.connections.open().remove(&self.id);
+    }
+}
+
 /// An accept error: a connection that died in the backlog is nothing; running out of file
 /// descriptors or memory is worth a pause (retrying at once would spin), as in `axum::serve`.
 async fn accept_failed(e: &std::io::Error) {
@@ -127,7 +213,8 @@ async fn accept_failed(e: &std::io::Error) {
 
 /// Why a connection's watcher wants it closed.
 enum Expired {
-    /// No request for `idle_timeout`: close politely (hyper closes an idle connection at once).
+    /// No request for `idle_timeout`, or idle at the connection cap when a new one wants in:
+    /// close politely (hyper closes an idle connection at once, a busy one after its answer).
     Idle,
     /// Headers begun and not finished within `header_read_timeout`: drop the socket.
     SlowHeaders,
@@ -137,16 +224,19 @@ async fn serve_connection(
     stream: TcpStream,
     router: Router,
     limits: ConnectionLimits,
-    _permit: OwnedSemaphorePermit,
+    (_permit, connections): (OwnedSemaphorePermit, Arc<Connections>),
     mut stop: watch::Receiver<bool>,
     _open: mpsc::Sender<()>,
 ) {
     // Small answers go out at once rather than waiting on Nagle for the client's ACK.
     let _ = stream.set_nodelay(true);
     let activity = Arc::new(Activity::new());
+    let _registered = connections.register(activity.clone());
     let io = TokioIo::new(Watched {
         inner: stream,
         activity: activity.clone(),
+        start: [0; 4],
+        started: 0,
     });
     let busy = activity.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -203,6 +293,13 @@ struct ActivityState {
     idle_since: Instant,
     /// When the first byte of a request arrived that has not yet reached the router.
     head_since: Option<Instant>,
+    /// Told to close, to make room at the connection cap.
+    closing: bool,
+    /// The connection speaks HTTP/2 (h2c): bytes arriving while nothing is in flight may be a
+    /// PING or SETTINGS, not the start of a request's headers, so the header timer is not
+    /// started by them (hyper's h2 server bounds a HEADERS frame itself); the idle timeout
+    /// still applies, and closes with GOAWAY.
+    http2: bool,
 }
 
 impl Activity {
@@ -212,6 +309,8 @@ impl Activity {
                 in_flight: 0,
                 idle_since: Instant::now(),
                 head_since: None,
+                closing: false,
+                http2: false,
             }),
             changed: Notify::new(),
         }
@@ -223,10 +322,10 @@ impl Activity {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Bytes arrived: when nothing is in flight they start a request's headers.
+    /// Bytes arrived: when nothing is in flight they start a request's headers (HTTP/1.1 only).
     fn bytes_read(&self) {
         let mut s = self.state();
-        if s.in_flight == 0 && s.head_since.is_none() {
+        if s.in_flight == 0 && s.head_since.is_none() && !s.http2 {
             s.head_since = Some(Instant::now());
             drop(s);
             self.changed.notify_one();
@@ -241,14 +340,32 @@ impl Activity {
         RequestGuard(self.clone())
     }
 
-    /// Resolves when the connection has been idle, or reading headers, for too long.
+    /// The connection turned out to be HTTP/2: what started the header timer was its preface.
+    fn speaks_http2(&self) {
+        let mut s = self.state();
+        s.http2 = true;
+        s.head_since = None;
+        drop(s);
+        self.changed.notify_one();
+    }
+
+    /// Asks the connection to close (it is idle and a new connection needs its slot).
+    fn close(&self) {
+        self.state().closing = true;
+        self.changed.notify_one();
+    }
+
+    /// Resolves when the connection has been idle, or reading headers, for too long, or when it
+    /// was told to close.
     async fn expired(&self, limits: ConnectionLimits) -> Expired {
         loop {
             let mut changed = pin!(self.changed.notified());
             changed.as_mut().enable();
             let deadline = {
                 let s = self.state();
-                if s.in_flight > 0 {
+                if s.closing {
+                    return Expired::Idle;
+                } else if s.in_flight > 0 {
                     None
                 } else if let Some(since) = s.head_since {
                     Some((since + limits.header_read_timeout, Expired::SlowHeaders))
@@ -289,7 +406,15 @@ impl Drop for RequestGuard {
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
+    /// The connection's first bytes, up to [`HTTP2_START`]'s length, to tell HTTP/2 from 1.1.
+    start: [u8; 4],
+    /// How many of them have arrived (`start.len()`: decided).
+    started: usize,
 }
+
+/// How HTTP/2's connection preface (`PRI * HTTP/2.0…`, RFC 9113 §3.4) begins; no HTTP/1.1
+/// request does (`POST`, `PUT `, `PATCH` share only the `P`, so one byte decides nothing).
+const HTTP2_START: &[u8; 4] = b"PRI ";
 
 impl AsyncRead for Watched {
     fn poll_read(
@@ -300,6 +425,16 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
+            if self.started < HTTP2_START.len() {
+                let new = &buf.filled()[before..];
+                let take = new.len().min(HTTP2_START.len() - self.started);
+                let at = self.started;
+                self.start[at..at + take].copy_from_slice(&new[..take]);
+                self.started += take;
+                if self.started == HTTP2_START.len() && &self.start == HTTP2_START {
+                    self.activity.speaks_http2();
+                }
+            }
             self.activity.bytes_read();
         }
         result

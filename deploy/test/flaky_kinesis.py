@@ -37,7 +37,20 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         global seq
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            # Not JSON: the service's CBOR probe (kinesis.protocol: auto). Answer as a JSON-only
+            # endpoint does (moto: a 500 with a traceback), so the service settles on JSON; a
+            # handler that raised instead dropped the connection, which settles nothing.
+            data = b"Traceback (most recent call last): the body is not JSON"
+            self.send_response(500)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
         if operation == "ListStreams":
             return self.answer(200, {"StreamNames": [], "HasMoreStreams": False})

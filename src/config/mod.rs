@@ -116,6 +116,34 @@ pub enum LogFormat {
 pub struct TelemetrySettings {
     pub format: LogFormat,
     pub filter: String,
+    /// Which requests get an access-log line ("Request finished").
+    #[serde(default)]
+    pub access_log: AccessLog,
+}
+
+/// `telemetry.access_log`: which requests are logged, one line each, at INFO
+/// (docs/operations.md#logs-and-request-ids).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLog {
+    /// Every request.
+    #[default]
+    All,
+    /// Only answers of 400 and above.
+    Errors,
+    /// None; metrics still count every request.
+    Off,
+}
+
+impl AccessLog {
+    /// Whether an answer with `status` gets a line.
+    pub fn logs(self, status: u16) -> bool {
+        match self {
+            Self::All => true,
+            Self::Errors => status >= 400,
+            Self::Off => false,
+        }
+    }
 }
 
 impl Settings {

@@ -13,6 +13,18 @@ pub const MAX_AWS_RECORD_SIZE: usize = 10 * 1024 * 1024;
 /// Largest PutRecords request, partition keys included (10 MiB since Oct 2025).
 pub const MAX_AWS_REQUEST_SIZE: usize = 10 * 1024 * 1024;
 
+/// With splitting on, a batch may hold more records than one call takes, but each record the
+/// service holds costs a few hundred bytes whatever its size (its slice of the body, its partition
+/// key, the vectors that list it, its outcome): a body of tiny records held ~30x its size. So a
+/// split batch may carry at most one record per this many bytes of body, which keeps what it holds
+/// to ~6x its body (measured, docs/operations.md, "Memory").
+pub const MIN_BODY_BYTES_PER_SPLIT_RECORD: usize = 64;
+
+/// A split batch of up to this many records is taken whatever its body's size: at a few hundred
+/// bytes a record that is a few MiB, and a batch of small records split for the count limit alone
+/// (the reason splitting exists) is not refused.
+pub const SPLIT_RECORDS_ALWAYS_TAKEN: usize = 10_000;
+
 /// The limits in force for one stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -24,6 +36,19 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// How many records a body of `body_len` bytes may carry: the count limit, or, when the
+    /// batch may be split over several calls, one per [`MIN_BODY_BYTES_PER_SPLIT_RECORD`] bytes
+    /// (never fewer than the count limit or [`SPLIT_RECORDS_ALWAYS_TAKEN`]).
+    pub fn max_records_in_body(&self, split: bool, body_len: usize) -> usize {
+        if split {
+            (body_len / MIN_BODY_BYTES_PER_SPLIT_RECORD)
+                .max(SPLIT_RECORDS_ALWAYS_TAKEN)
+                .max(self.max_records)
+        } else {
+            self.max_records
+        }
+    }
+
     pub fn check_count(&self, actual: usize) -> Result<(), ValidationError> {
         if actual > self.max_records {
             return Err(ValidationError::TooManyRecords {
@@ -181,5 +206,17 @@ mod tests {
                 actual: 4
             })
         );
+    }
+
+    #[test]
+    fn split_batches_may_carry_one_record_per_64_body_bytes_and_never_fewer_than_10_000() {
+        assert_eq!(LIMITS.max_records_in_body(false, 1 << 24), 3);
+        assert_eq!(LIMITS.max_records_in_body(true, 40), 10_000);
+        assert_eq!(LIMITS.max_records_in_body(true, 16 << 20), 262_144);
+        let big = Limits {
+            max_records: 20_000,
+            ..LIMITS
+        };
+        assert_eq!(big.max_records_in_body(true, 40), 20_000);
     }
 }

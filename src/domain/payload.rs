@@ -4,8 +4,15 @@
 //! A JSON string becomes its decoded text; any other JSON value is kept as the bytes the client
 //! sent (no re-serialisation, so numbers, key order and escapes survive). Record data is sliced out
 //! of the body buffer (`Bytes::slice_ref`) rather than copied.
+//!
+//! A batch keeps at most `max_records` items: each kept item costs far more memory than its text
+//! (a `[0,0,…]` body of 16 MiB is 8.4 M items, which took 500 MiB when all were kept). Past the
+//! limit nothing more is kept, and `too_many_records` still gives the exact count: the rest of a
+//! JSON array is read to its end without keeping anything (so a malformed one is still a 400),
+//! the rest of an NDJSON body is only counted, line by line, not parsed.
 
 use bytes::Bytes;
+use serde::de::{Deserializer as _, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::ValidationError;
@@ -111,12 +118,23 @@ impl Payload {
         Ok(Self::Single(item))
     }
 
-    /// One record per element of a top-level JSON array.
-    pub fn batch(body: &Bytes) -> Result<Self, ValidationError> {
+    /// One record per element of a top-level JSON array, at most `max_records` of them (more is
+    /// `TooManyRecords`, with the exact count).
+    pub fn batch(body: &Bytes, max_records: usize) -> Result<Self, ValidationError> {
         let text = utf8(body)?;
         check_json(text, MAX_JSON_DEPTH + 1)?; // + the batch's own array
-        let items: Vec<&RawValue> = match serde_json::from_str(text) {
-            Ok(items) => items,
+        let mut parser = serde_json::Deserializer::from_str(text);
+        let parsed = parser
+            .deserialize_seq(ElementsVisitor { max_records })
+            .and_then(|elements| parser.end().map(|()| elements));
+        let items = match parsed {
+            Ok(Elements::Kept(items)) => items,
+            Ok(Elements::Counted(actual)) => {
+                return Err(ValidationError::TooManyRecords {
+                    limit: max_records,
+                    actual,
+                });
+            }
             // Tell "valid JSON, wrong shape" (the KinesisWriterError the Python class raised) apart
             // from "not JSON at all"; only this error path pays for the second parse.
             Err(e) => {
@@ -139,14 +157,25 @@ impl Payload {
 
     /// One record per line of JSON (`\n` or `\r\n`; blank lines skipped; a last line without a
     /// newline counts). Each line is checked and sliced as a raw value, never built into a tree; a
-    /// bad line is refused with its 1-based number.
-    pub fn ndjson(body: &Bytes) -> Result<Self, ValidationError> {
+    /// bad line is refused with its 1-based number. At most `max_records` lines are kept; past
+    /// them the lines are only checked and counted, for `TooManyRecords`.
+    pub fn ndjson(body: &Bytes, max_records: usize) -> Result<Self, ValidationError> {
         let text = utf8(body)?;
         let mut items = Vec::new();
-        for (n, line) in text.split('\n').enumerate() {
+        let mut lines = text.split('\n').enumerate();
+        let blank = |line: &str| line.trim().is_empty();
+        while let Some((n, line)) = lines.next() {
             let line = line.strip_suffix('\r').unwrap_or(line);
-            if line.trim().is_empty() {
+            if blank(line) {
                 continue;
+            }
+            if items.len() == max_records {
+                // One line too many: the rest is only counted (parsing 8 M lines to refuse them
+                // took seconds), so a bad line past the limit gets this 422, not its 400.
+                return Err(ValidationError::TooManyRecords {
+                    limit: max_records,
+                    actual: max_records + 1 + lines.filter(|(_, l)| !blank(l)).count(),
+                });
             }
             let bad = |reason: String| ValidationError::InvalidLine {
                 line: n + 1,
@@ -161,6 +190,45 @@ impl Payload {
             return Err(ValidationError::EmptyBatch);
         }
         Ok(Self::Batch(items))
+    }
+}
+
+/// A top-level array's elements: kept as raw values, or only their count when there are more
+/// than the limit.
+enum Elements<'a> {
+    Kept(Vec<&'a RawValue>),
+    Counted(usize),
+}
+
+/// Reads a top-level array, keeping up to `max_records` elements.
+struct ElementsVisitor {
+    max_records: usize,
+}
+
+impl<'de> Visitor<'de> for ElementsVisitor {
+    type Value = Elements<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // No `size_hint` pre-allocation: a hint from the input must not size our memory.
+        let mut items = Vec::new();
+        while let Some(raw) = seq.next_element::<&RawValue>()? {
+            if items.len() == self.max_records {
+                // Over the limit: drop what was kept, and read the rest only to count it (and to
+                // find any syntax error in it), keeping nothing.
+                drop(items);
+                let mut count = self.max_records + 1;
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    count += 1;
+                }
+                return Ok(Elements::Counted(count));
+            }
+            items.push(raw);
+        }
+        Ok(Elements::Kept(items))
     }
 }
 
@@ -261,11 +329,17 @@ mod tests {
     }
 
     fn batch(body: &str) -> Result<Vec<Bytes>, ValidationError> {
-        data(Payload::batch(&Bytes::copy_from_slice(body.as_bytes()))?)
+        data(Payload::batch(
+            &Bytes::copy_from_slice(body.as_bytes()),
+            usize::MAX,
+        )?)
     }
 
     fn ndjson(body: &str) -> Result<Vec<Bytes>, ValidationError> {
-        data(Payload::ndjson(&Bytes::copy_from_slice(body.as_bytes()))?)
+        data(Payload::ndjson(
+            &Bytes::copy_from_slice(body.as_bytes()),
+            usize::MAX,
+        )?)
     }
 
     #[test]
@@ -411,5 +485,59 @@ mod tests {
             batch("[1, NaN]"),
             Err(ValidationError::InvalidBody(_))
         ));
+    }
+
+    /// Issue #22 item 1: past `max_records` nothing more is kept, the count stays exact, and a
+    /// syntax error anywhere is still a 400 (parsing comes before the count: docs/api.md#order-of-checks).
+    #[test]
+    fn a_batch_over_the_limit_keeps_nothing_more_and_counts_exactly() {
+        let wide = |n: usize, sep: &str| {
+            let mut body = String::from("0");
+            body.push_str(&format!("{sep}0").repeat(n - 1));
+            Bytes::from(body)
+        };
+        let array = |n| {
+            let inner = wide(n, ",");
+            Bytes::from([b"[".as_slice(), &inner, b"]"].concat())
+        };
+        let too_many = |limit, actual| Err(ValidationError::TooManyRecords { limit, actual });
+        assert_eq!(Payload::batch(&array(501), 500), too_many(500, 501));
+        assert_eq!(
+            Payload::batch(&array(1_000_000), 500),
+            too_many(500, 1_000_000)
+        );
+        assert_eq!(Payload::batch(&array(500), 500).map(|p| p.len()), Ok(500));
+        assert_eq!(Payload::ndjson(&wide(501, "\n"), 500), too_many(500, 501));
+        assert_eq!(
+            Payload::ndjson(&wide(500, "\n"), 500).map(|p| p.len()),
+            Ok(500)
+        );
+
+        let broken_tail = Bytes::from(format!("[{}, NaN]", "0,".repeat(999) + "0"));
+        assert!(matches!(
+            Payload::batch(&broken_tail, 500),
+            Err(ValidationError::InvalidBody(_))
+        ));
+        let trailing = Bytes::from(format!("[{}] x", "0,".repeat(999) + "0"));
+        assert!(matches!(
+            Payload::batch(&trailing, 500),
+            Err(ValidationError::InvalidBody(_))
+        ));
+        // NDJSON past the limit is counted, not parsed (blank lines still do not count).
+        let broken_line = Bytes::from(format!("{}{{\n\n \r\n", "0\n".repeat(1000)));
+        assert_eq!(Payload::ndjson(&broken_line, 500), too_many(500, 1001));
+        let broken_early = Bytes::from(format!("{{\n{}", "0\n".repeat(1000)));
+        assert!(matches!(
+            Payload::ndjson(&broken_early, 500),
+            Err(ValidationError::InvalidLine { line: 1, .. })
+        ));
+        assert_eq!(
+            Payload::batch(&Bytes::from_static(b"{}"), 5),
+            Err(ValidationError::DataMustBeList)
+        );
+        assert_eq!(
+            Payload::batch(&Bytes::from_static(b"[]"), 5),
+            Err(ValidationError::EmptyBatch)
+        );
     }
 }

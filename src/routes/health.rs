@@ -91,6 +91,7 @@ pub(crate) async fn metrics(
     if state.settings.metrics.require_auth {
         state.access.require_any_key(&headers)?;
     }
+    crate::metrics::sync_counters();
     let mut response = handle.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

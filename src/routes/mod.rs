@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
 /// 9. catch panic: a panic becomes a 500 problem.
 fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
     let timeout = state.settings.server.request_timeout();
+    let access_log = state.settings.telemetry.access_log;
     router
         .layer(
             ServiceBuilder::new()
@@ -91,13 +92,18 @@ fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
                         // 5xx are logged once, with their detail, by the problem middleware.
                         .on_failure(())
                         .on_response(
-                            |response: &Response<axum::body::Body>, latency: Duration, _: &Span| {
-                                tracing::event!(
-                                    Level::INFO,
-                                    status = response.status().as_u16(),
-                                    latency_ms = latency.as_secs_f64() * 1000.0,
-                                    "Request finished"
-                                );
+                            move |response: &Response<axum::body::Body>,
+                                  latency: Duration,
+                                  _: &Span| {
+                                let status = response.status().as_u16();
+                                if access_log.logs(status) {
+                                    tracing::event!(
+                                        Level::INFO,
+                                        status,
+                                        latency_ms = latency.as_secs_f64() * 1000.0,
+                                        "Request finished"
+                                    );
+                                }
                             },
                         ),
                 )

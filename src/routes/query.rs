@@ -29,7 +29,7 @@ pub(crate) struct WriteQuery {
     /// Batch mode: `true` sends a batch over 500 records or over the request-size limit as several
     /// PutRecords calls, merged into one answer; `false` refuses it (422). Default: the stream's
     /// configuration (`delivery.split_batches`).
-    split: Option<bool>,
+    pub(super) split: Option<bool>,
     /// `true`: each record is an envelope, `{"data": <any JSON>}` or `{"data_base64": "<base64>"}`,
     /// with optional `"partition_key"` and `"explicit_hash_key"` strings (JSON and NDJSON bodies).
     #[param(example = true)]
@@ -128,11 +128,13 @@ impl WriteQuery {
     }
 
     /// The write, once the body's kind is known: the combinations docs/api.md#records-v2 refuses
-    /// are 400s.
+    /// are 400s. A batch keeps at most `max_records` records (more is `too_many_records`, found
+    /// while reading, before any record is built).
     pub(super) fn request(
         self,
         kind: BodyKind,
         body: Bytes,
+        max_records: usize,
     ) -> Result<WriteRequest, ValidationError> {
         let invalid = |why: &str| ValidationError::InvalidQueryParameter(why.to_owned());
         let json = matches!(kind, BodyKind::Json | BodyKind::Ndjson);
@@ -173,8 +175,8 @@ impl WriteQuery {
             ));
         }
         let payload = match (kind, mode) {
-            (BodyKind::Ndjson, _) => Payload::ndjson(&body)?,
-            (_, WriteMode::Batch) => Payload::batch(&body)?,
+            (BodyKind::Ndjson, _) => Payload::ndjson(&body, max_records)?,
+            (_, WriteMode::Batch) => Payload::batch(&body, max_records)?,
             (_, WriteMode::Single) => Payload::single(kind, body)?,
         };
         Ok(WriteRequest {
@@ -247,7 +249,7 @@ mod tests {
         kind: BodyKind,
         body: &str,
     ) -> Result<WriteRequest, ValidationError> {
-        params(q)?.request(kind, Bytes::copy_from_slice(body.as_bytes()))
+        params(q)?.request(kind, Bytes::copy_from_slice(body.as_bytes()), usize::MAX)
     }
 
     fn is_batch(q: &[(&str, &str)], kind: BodyKind, body: &str) -> bool {

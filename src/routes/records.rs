@@ -127,7 +127,10 @@ pub(crate) async fn write_records(
     let limit = state.settings.limits.body_limit_bytes;
     let body = read_body(body, &headers, limit).await?;
     let ack_kinesis = params.ack.is_some();
-    let request = params.request(kind, body)?;
+    let settings = state.settings.stream(stream.as_str());
+    let split = params.split.unwrap_or(settings.split.enabled);
+    let max_records = settings.limits.max_records_in_body(split, body.len());
+    let request = params.request(kind, body, max_records)?;
     span.record("records", request.payload.len());
 
     if !ack_kinesis && state.ingest.spools(&stream, &request) {

@@ -382,23 +382,28 @@ async fn slow_headers_and_idle_connections_are_closed() {
     }
 }
 
-/// Past `max_connections`, a new connection is not served until an open one closes.
+/// Past `max_connections`, while every open connection is busy, a new connection is not served
+/// until one of them finishes (its connection, then idle, is closed to make room).
 #[tokio::test(flavor = "multi_thread")]
-async fn the_connection_cap_holds_new_connections_until_one_closes() {
+async fn the_connection_cap_holds_new_connections_while_all_are_busy() {
     let app = spawn_fake_app(|s, _| s.server.max_connections = 4).await;
+    app.fake()
+        .set_plan(Plan::accept_all().with_delay(Duration::from_millis(1500)));
     let address = app.address.clone();
     tokio::task::spawn_blocking(move || {
-        // Each of the four is served once, so the server has accepted all four (and they stay
-        // open, kept alive) before the fifth arrives.
-        let open: Vec<_> = (0..4)
+        // Four writes the fake answers only after 1.5 s: all four connections busy.
+        let busy: Vec<_> = (0..4)
             .map(|_| {
                 let mut s = connect(&address);
-                s.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
-                    .unwrap();
-                assert_eq!(read_response(&mut s).0, 200);
+                s.write_all(
+                    b"POST /streams/s/records HTTP/1.1\r\nHost: x\r\n\
+                      Content-Type: application/json\r\nContent-Length: 1\r\n\r\n1",
+                )
+                .unwrap();
                 s
             })
             .collect();
+        std::thread::sleep(Duration::from_millis(200));
         let mut fifth = connect(&address);
         fifth
             .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -409,15 +414,158 @@ async fn the_connection_cap_holds_new_connections_until_one_closes() {
         let mut answer = [0u8; 1024];
         assert!(
             fifth.read(&mut answer).is_err(),
-            "the fifth connection was served while four were open"
+            "the fifth connection was served while four were busy"
         );
-        drop(open);
         fifth
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
-        let n = fifth.read(&mut answer).expect("served once one closed");
+        let n = fifth.read(&mut answer).expect("served once one was done");
         assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+        for mut s in busy {
+            assert_eq!(read_response(&mut s).0, 200, "the busy ones were answered");
+        }
     })
     .await
     .unwrap();
+}
+
+/// Issue #22 item 3: at `max_connections` with every connection idle (kept alive), a new client
+/// is served at once, not after the idle timeout, and the connection idle longest is the one
+/// closed to make room.
+#[tokio::test(flavor = "multi_thread")]
+async fn at_the_cap_the_longest_idle_connection_is_closed_to_admit_a_new_one() {
+    let app = spawn_fake_app(|s, _| {
+        s.server.max_connections = 4;
+        s.server.idle_timeout_ms = 60_000;
+    })
+    .await;
+    let address = app.address.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut open: Vec<_> = (0..4)
+            .map(|_| {
+                let mut s = connect(&address);
+                s.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                assert_eq!(read_response(&mut s).0, 200);
+                // Distinct idle-since times, oldest first.
+                std::thread::sleep(Duration::from_millis(20));
+                s
+            })
+            .collect();
+        let started = Instant::now();
+        let mut fifth = connect(&address);
+        fifth
+            .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut fifth).0, 200);
+        let waited = started.elapsed();
+        assert!(waited < Duration::from_secs(2), "served after {waited:?}");
+
+        let oldest = open.remove(0);
+        let closed_after = time_until_closed(oldest, started);
+        assert!(
+            closed_after < Duration::from_secs(2),
+            "the oldest closed after {closed_after:?}"
+        );
+        for mut s in open {
+            s.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            assert_eq!(read_response(&mut s).0, 200, "the younger ones stay open");
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// Issue #22 item 5: an HTTP/2 (h2c) connection kept alive with PINGs and no request was dropped
+/// at the header timeout, without GOAWAY, as if the PINGs were slow headers. It is idle: it is
+/// closed at the idle timeout, with a GOAWAY frame. The client here answers the server's SETTINGS
+/// and PINGs, as an HTTP/2 client must.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_h2c_connection_kept_alive_with_pings_closes_at_the_idle_timeout_with_goaway() {
+    let app = spawn_fake_app(|s, _| {
+        s.server.header_read_timeout_ms = 400;
+        s.server.idle_timeout_ms = 2500;
+    })
+    .await;
+    let address = app.address.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut s = connect(&address);
+        let mut reader = s.try_clone().unwrap();
+        let mut replies = s.try_clone().unwrap();
+        // Reads the server's frames until it closes: (type, when) each; acknowledges SETTINGS
+        // and PINGs.
+        let received = std::thread::spawn(move || {
+            reader
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut frames = Vec::new();
+            let mut head = [0u8; 9];
+            while reader.read_exact(&mut head).is_ok() {
+                let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+                let mut payload = vec![0u8; len];
+                if reader.read_exact(&mut payload).is_err() {
+                    break;
+                }
+                let (kind, ack) = (head[3], head[4] & 1 == 1);
+                frames.push((kind, started.elapsed()));
+                let reply = match (kind, ack) {
+                    (4, false) => vec![0, 0, 0, 4, 1, 0, 0, 0, 0],
+                    (6, false) => [&[0, 0, 8, 6, 1, 0, 0, 0, 0][..], &payload].concat(),
+                    _ => continue,
+                };
+                let _ = replies.write_all(&reply);
+            }
+            (frames, started.elapsed())
+        });
+        // The preface, an empty SETTINGS frame, then a PING every 200 ms for 1.2 s.
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .unwrap();
+        for i in 0..6u8 {
+            std::thread::sleep(Duration::from_millis(200));
+            let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, i, 0, 0, 0, 0, 0, 0, 0];
+            if s.write_all(&ping).is_err() {
+                break;
+            }
+        }
+        let (frames, closed_after) = received.join().unwrap();
+        let goaway = frames.iter().find(|(kind, _)| *kind == 7).map(|(_, at)| *at);
+        let goaway = goaway.unwrap_or_else(|| panic!("no GOAWAY; frames {frames:?}"));
+        assert!(
+            goaway >= Duration::from_millis(2300) && closed_after < Duration::from_secs(7),
+            "GOAWAY after {goaway:?}, closed after {closed_after:?}: not at the idle timeout (2.5 s)"
+        );
+        let pongs = frames.iter().filter(|(kind, _)| *kind == 6).count();
+        assert!(pongs >= 6, "every PING answered: {frames:?}");
+    })
+    .await
+    .unwrap();
+}
+
+/// The HTTP/2 check must not open a hole for slow headers: an HTTP/1.1 request trickled a byte at
+/// a time (`P`, then `O`, …) is still cut off at the header timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn headers_trickled_a_byte_at_a_time_are_still_cut_off() {
+    let app = spawn_fake_app(|s, _| s.server.header_read_timeout_ms = 400).await;
+    let address = app.address.clone();
+    let closed_after = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut s = connect(&address);
+        let closer = s.try_clone().unwrap();
+        let watch = std::thread::spawn(move || time_until_closed(closer, started));
+        for byte in b"POST /streams/s/records HTTP/1.1\r\n" {
+            std::thread::sleep(Duration::from_millis(150));
+            if s.write_all(&[*byte]).is_err() {
+                break;
+            }
+        }
+        watch.join().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        closed_after < Duration::from_millis(2500),
+        "closed after {closed_after:?}, not at the 400 ms header timeout"
+    );
 }

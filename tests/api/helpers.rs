@@ -135,6 +135,17 @@ impl Emulator {
         }
     }
 
+    /// Sends the emulator `signal` (`-STOP` to stall it: connections are accepted by the kernel
+    /// and requests queue unanswered; `-CONT` to carry them all out).
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = std::fs::read_to_string(&self.node_pid_file).unwrap();
+        let sent = Command::new("kill")
+            .args([signal, pid.trim()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {signal} {pid}");
+    }
+
     /// Starts it again on the same ports.
     pub(crate) fn restart(&self, streams: &[&str]) -> Self {
         Self::launch(self.port, self.tls_port, streams)
@@ -269,10 +280,13 @@ pub(crate) fn test_settings(endpoint: &str) -> Settings {
 
 fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
-        kinesis_writer::telemetry::init(&kinesis_writer::config::TelemetrySettings {
+        let guard = kinesis_writer::telemetry::init(&kinesis_writer::config::TelemetrySettings {
             format: kinesis_writer::config::LogFormat::Pretty,
             filter: "debug".to_owned(),
+            access_log: kinesis_writer::config::AccessLog::All,
         });
+        // The log writer lives as long as this test process.
+        std::mem::forget(guard);
     }
 }
 
@@ -293,6 +307,8 @@ pub(crate) struct TestApp {
     pub(crate) http: reqwest::Client,
     /// This test's stream: fresh and ACTIVE on the emulator, a random valid name otherwise.
     pub(crate) stream: String,
+    /// The same service's router, for [`TestApp::oneshot`].
+    router: axum::Router,
     kinesis: Option<aws_sdk_kinesis::Client>,
     fake: Option<fake_kinesis::FakeKinesis>,
 }
@@ -366,11 +382,13 @@ async fn build(settings: Settings) -> Application {
 /// ends. Its stream is a random valid name; it has neither emulator client nor fake.
 pub(crate) fn serve(app: Application) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
+    let router = app.router();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     TestApp {
         address,
         http: reqwest::Client::new(),
         stream: random_stream_name("any"),
+        router,
         kinesis: None,
         fake: None,
     }
@@ -550,6 +568,20 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    /// Sends `request` through the service's router and its whole middleware stack without a
+    /// socket: for tests that drive thousands of generated requests (tests/api/properties.rs).
+    pub(crate) async fn oneshot(
+        &self,
+        request: axum::http::Request<axum::body::Body>,
+    ) -> axum::response::Response {
+        use tower::ServiceExt;
+        self.router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible")
     }
 
     /// Every record in this test's stream (all shards), oldest first per shard.

@@ -17,6 +17,7 @@ mod moto;
 mod openapi;
 mod outage;
 mod production;
+mod properties;
 mod records;
 mod records_v2;
 mod spool;

@@ -1,10 +1,11 @@
 //! Property tests (proptest) over the pure domain and over the HTTP router with a fake publisher.
 //!
-//! No emulator and no socket: the router is built by `Application::build_with_publisher` around
-//! the crate's one in-process recording fake (`kinesis_writer::testing::RecordingPublisher`, which
-//! writes every record whose data does not start with `fail:`), and each request is driven
-//! through it with `tower::ServiceExt::oneshot` (the router's middleware stack included). Each property runs 256 cases by default
-//! (`PROPTEST_CASES` overrides); failures are not persisted to disk, the shrunk case is printed.
+//! No emulator: the service is built by `Application::build_with_publisher` around the crate's one
+//! in-process recording fake (`kinesis_writer::testing::RecordingPublisher`, which writes every
+//! record whose data does not start with `fail:`), served by the harness's `TestApp`, and each
+//! request is driven through `TestApp::oneshot` (the router's whole middleware stack, no socket).
+//! Each property runs 256 cases by default (`PROPTEST_CASES` overrides); failures are not
+//! persisted to disk, the shrunk case is printed.
 //!
 //! Properties:
 //! - (a) a JSON value written with arbitrary whitespace and arbitrary (valid) escapes maps to its own
@@ -29,6 +30,8 @@ use kinesis_writer::startup::Application;
 use kinesis_writer::testing::RecordingPublisher;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
+
+use crate::helpers::{TestApp, serve};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -49,7 +52,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 /// The service on a free loopback port around a fresh fake.
 struct App {
-    router: axum::Router,
+    test: TestApp,
     fake: Arc<RecordingPublisher>,
     body_limit: usize,
     limits: ModelLimits,
@@ -80,14 +83,14 @@ fn app(tweak: impl FnOnce(&mut Settings)) -> App {
     };
     let fake = Arc::new(RecordingPublisher::default());
     let publisher: Arc<dyn KinesisPublisher> = fake.clone();
-    let router = runtime().block_on(async move {
-        Application::build_with_publisher(settings, publisher)
+    let test = runtime().block_on(async move {
+        let application = Application::build_with_publisher(settings, publisher)
             .await
-            .expect("app builds")
-            .router()
+            .expect("app builds");
+        serve(application)
     });
     App {
-        router,
+        test,
         fake,
         body_limit,
         limits,
@@ -116,7 +119,6 @@ impl Answer {
 impl App {
     /// POSTs `body` to `path_and_query` (already encoded) with an optional raw Content-Type.
     fn post(&self, path_and_query: &str, content_type: Option<&[u8]>, body: Vec<u8>) -> Answer {
-        use tower::ServiceExt;
         // Normalised as an HTTP client would send it (e.g. a space in the query becomes %20).
         let url = reqwest::Url::parse(&format!("http://127.0.0.1{path_and_query}"))
             .unwrap_or_else(|e| panic!("POST {path_and_query}: {e}"));
@@ -136,12 +138,7 @@ impl App {
             .body(axum::body::Body::from(body))
             .unwrap_or_else(|e| panic!("POST {path_and_query}: {e}"));
         runtime().block_on(async {
-            let response = self
-                .router
-                .clone()
-                .oneshot(request)
-                .await
-                .expect("the router is infallible");
+            let response = self.test.oneshot(request).await;
             let status = response.status().as_u16();
             let content_type = response
                 .headers()
@@ -875,7 +872,7 @@ fn single(kind: BodyKind, body: &[u8]) -> Result<Bytes, ValidationError> {
 }
 
 fn batch(body: &[u8]) -> Result<Vec<Bytes>, ValidationError> {
-    match Payload::batch(&Bytes::copy_from_slice(body))? {
+    match Payload::batch(&Bytes::copy_from_slice(body), usize::MAX)? {
         Payload::Batch(items) => items.into_iter().map(|i| i.into_data()).collect(),
         Payload::Single(_) => unreachable!("batch gave a single"),
     }
