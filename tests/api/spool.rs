@@ -664,3 +664,148 @@ async fn five_sigkills_under_load_lose_no_acknowledged_record() {
     // (at most a batch of 500 per kill).
     assert!(duplicates <= 5 * 500, "{duplicates} duplicates");
 }
+
+/// A loopback relay in front of the emulator that can stop forwarding: while held it accepts
+/// connections and keeps them (and those it was forwarding) open without a byte through, as a
+/// black-holed network does; on release it drops them all and forwards again. Unlike a stopped
+/// emulator, nothing queued is carried out later, so a record the service lost stays lost.
+struct Relay {
+    port: u16,
+    held: tokio::sync::watch::Sender<bool>,
+    sockets: std::sync::Arc<std::sync::Mutex<Vec<tokio::net::TcpStream>>>,
+}
+
+impl Relay {
+    async fn start(to: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (held, _) = tokio::sync::watch::channel(false);
+        let sockets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (watch, kept) = (held.subscribe(), sockets.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = listener.accept().await.unwrap();
+                if *watch.borrow() {
+                    kept.lock().unwrap().push(inbound);
+                    continue;
+                }
+                let (mut cut, kept) = (watch.clone(), kept.clone());
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await
+                    else {
+                        return;
+                    };
+                    let hold = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => false,
+                        _ = cut.wait_for(|held| *held) => true,
+                    };
+                    if hold {
+                        kept.lock().unwrap().push(inbound);
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            held,
+            sockets,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn hold(&self) {
+        self.held.send_replace(true);
+    }
+
+    fn release(&self) {
+        self.sockets.lock().unwrap().clear();
+        self.held.send_replace(false);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_kinesis_gets_202s_and_readiness_throughout_and_everything_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let emulator_port: u16 = emulator_endpoint()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let relay = Relay::start(emulator_port).await;
+    let app = spawn_app_with(|s, stream| {
+        spool(s, tmp.path(), stream);
+        s.kinesis.endpoint_url = relay.endpoint();
+        s.kinesis.connect_timeout_ms = 300;
+        s.kinesis.attempt_timeout_ms = 500;
+        s.kinesis.operation_timeout_ms = 500;
+        s.delivery.max_attempts = 2;
+        s.delivery.deadline_ms = 1000;
+    })
+    .await;
+    let app = &app;
+    let write = |data: String| async move {
+        record_ids(
+            app.post(
+                "partition_key=one",
+                &[("content-type", "text/plain")],
+                data.clone(),
+            )
+            .await,
+        )
+        .await;
+        data
+    };
+    let mut sent = vec![write("before".into()).await];
+    landed_at_least(app.kinesis(), &app.stream, 1).await;
+
+    relay.hold();
+    let started = std::time::Instant::now();
+    let mut i = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        sent.push(write(format!("held-{i}")).await);
+        i += 1;
+        let ready = app.get("/health/ready").await;
+        assert_eq!(ready.status(), 200, "ready while the spool accepts");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body: serde_json::Value = app.get("/health/ready").await.json().await.unwrap();
+    assert_eq!(
+        (&body["kinesis"], &body["spool"]),
+        (
+            &serde_json::json!("unreachable"),
+            &serde_json::json!("buffering")
+        ),
+        "{body}"
+    );
+
+    relay.release();
+    let wanted: BTreeSet<&String> = sent.iter().collect();
+    let wanted = &wanted;
+    let landed = eventually(
+        "every acknowledged record after the release",
+        Duration::from_secs(30),
+        || async move {
+            let landed = data_of(&app.landed().await);
+            let have: BTreeSet<&String> = landed.iter().collect();
+            wanted.is_subset(&have).then_some(landed)
+        },
+    )
+    .await;
+    // One key, so the order is the order accepted (a retried batch may repeat, never reorder).
+    let mut firsts = Vec::new();
+    for d in &landed {
+        if !firsts.contains(d) {
+            firsts.push(d.clone());
+        }
+    }
+    assert_eq!(firsts, sent, "first arrivals in the order accepted");
+    println!(
+        "black-holed 3 s: {} acknowledged, {} landed",
+        sent.len(),
+        landed.len()
+    );
+}
