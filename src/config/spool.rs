@@ -56,7 +56,7 @@ pub struct SpoolOverrides {}
 pub enum WhenFull {
     /// 503 `spool_full` with `Retry-After`.
     Reject,
-    /// Wait for room up to the request timeout (not built: refused at start-up).
+    /// Wait for room up to (nine tenths of) `server.request_timeout_ms`, then `spool_full`.
     Block,
 }
 
@@ -80,12 +80,6 @@ impl SpoolSettings {
         }
         if self.dir.as_os_str().is_empty() {
             anyhow::bail!("spool.dir must name a directory when spool.streams lists a stream");
-        }
-        if self.when_full == WhenFull::Block {
-            anyhow::bail!(
-                "spool.when_full: block is not built yet; use reject (503 spool_full with \
-                 Retry-After)"
-            );
         }
         for s in &self.streams {
             let largest = largest_request(&s.name) as u64;
@@ -137,15 +131,12 @@ mod tests {
         for bad in [
             "spool: {streams: [a]}",
             "spool: {dir: /tmp/x, streams: ['bad name!']}",
-            "spool: {dir: /tmp/x, streams: [a], when_full: block}",
             "spool: {dir: /tmp/x, streams: [a], max_bytes: 100}",
         ] {
             assert!(settings(bad).validate(|_| 1024).is_err(), "{bad}");
         }
-        let err = settings("spool: {dir: /tmp/x, streams: [a], when_full: block}")
-            .validate(|_| 1)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("not built"), "{err}");
+        let block = settings("spool: {dir: /tmp/x, streams: [a], when_full: block}");
+        assert_eq!(block.when_full, WhenFull::Block);
+        assert!(block.validate(|_| 1).is_ok());
     }
 }

@@ -25,7 +25,7 @@ use tokio::sync::{oneshot, watch};
 
 pub use frame::SpooledRecord;
 
-use crate::config::Settings;
+use crate::config::{Settings, WhenFull};
 use crate::domain::{Record, StreamName};
 use crate::kinesis::KinesisPublisher;
 
@@ -51,18 +51,17 @@ pub(crate) struct Budget {
     used: AtomicU64,
     limit: u64,
     full: AtomicBool,
+    /// Woken whenever shipped bytes are released (writers waiting with `when_full: block`).
+    room: tokio::sync::Notify,
 }
 
 impl Budget {
-    fn reserve(&self, bytes: u64) -> Result<(), SpoolError> {
+    /// Takes `bytes` of the budget, or says how much is used when they do not fit.
+    fn try_reserve(&self, bytes: u64) -> Result<(), u64> {
         let mut used = self.used.load(Ordering::Acquire);
         loop {
             if used + bytes > self.limit {
-                self.full.store(true, Ordering::Release);
-                return Err(SpoolError::Full {
-                    used,
-                    limit: self.limit,
-                });
+                return Err(used);
             }
             match self.used.compare_exchange_weak(
                 used,
@@ -76,8 +75,37 @@ impl Budget {
         }
     }
 
+    /// Takes `bytes`, waiting for the shippers to make room for up to `wait` (`None`: not at all,
+    /// `when_full: reject`). A refusal latches readiness off (see [`Spool::accepting`]).
+    async fn reserve(&self, bytes: u64, wait: Option<Duration>) -> Result<(), SpoolError> {
+        let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+        loop {
+            // Registered before the check, so a release between the two is not missed.
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            let used = match self.try_reserve(bytes) {
+                Ok(()) => return Ok(()),
+                Err(used) => used,
+            };
+            match deadline {
+                Some(deadline) if tokio::time::Instant::now() < deadline => {
+                    let _ = tokio::time::timeout_at(deadline, room).await;
+                }
+                _ => {
+                    self.full.store(true, Ordering::Release);
+                    return Err(SpoolError::Full {
+                        used,
+                        limit: self.limit,
+                    });
+                }
+            }
+        }
+    }
+
     pub(crate) fn release(&self, bytes: u64) {
         self.used.fetch_sub(bytes, Ordering::AcqRel);
+        self.room.notify_waiters();
     }
 
     fn used(&self) -> u64 {
@@ -104,6 +132,9 @@ pub struct Spool {
     _lock: std::fs::File,
     streams: HashMap<String, StreamSpool>,
     budget: Arc<Budget>,
+    /// `when_full: block`: how long a write waits for room (a little under the request timeout,
+    /// so the caller hears `spool_full` rather than `request_timeout`); `None`: reject at once.
+    block_for: Option<Duration>,
     /// Set at shutdown once the drain budget is spent: shippers stop.
     stop: watch::Sender<bool>,
     shippers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -139,6 +170,7 @@ impl Spool {
             used: AtomicU64::new(0),
             limit: s.max_bytes,
             full: AtomicBool::new(false),
+            room: tokio::sync::Notify::new(),
         });
         let (stop, _) = watch::channel(false);
         let segment_bytes = SEGMENT_BYTES.min((s.max_bytes / 4).max(64 * 1024));
@@ -209,7 +241,12 @@ impl Spool {
             );
         }
         tracing::info!(dir = %root.display(), streams = streams.len(), "Spool open");
+        let block_for = (s.when_full == WhenFull::Block).then(|| {
+            let timeout = settings.server.request_timeout();
+            timeout.saturating_sub(timeout / 10)
+        });
         Ok(Some(Arc::new(Self {
+            block_for,
             _lock: lock,
             streams,
             budget,
@@ -251,7 +288,7 @@ impl Spool {
             frame::encode(&stored, &mut frames);
         }
         let bytes = frames.len() as u64;
-        if let Err(e) = self.budget.reserve(bytes) {
+        if let Err(e) = self.budget.reserve(bytes, self.block_for).await {
             metrics::counter!(crate::metrics::SPOOL_FULL, "stream" => stream.to_string())
                 .increment(1);
             return Err(e);

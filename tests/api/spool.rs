@@ -809,3 +809,83 @@ async fn a_black_holed_kinesis_gets_202s_and_readiness_throughout_and_everything
         landed.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_full_block_waits_for_room_then_answers_202_or_spool_full_at_the_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let emulator_port: u16 = emulator_endpoint()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let relay = Relay::start(emulator_port).await;
+    let app = spawn_app_with(|s, stream| {
+        spool(s, tmp.path(), stream);
+        s.spool.when_full = kinesis_writer::config::WhenFull::Block;
+        s.spool.max_bytes = 2100;
+        s.limits.streams.push(StreamLimitSettings::with(
+            stream,
+            LimitOverrides {
+                max_record_size_bytes: Some(1000),
+                max_request_size_bytes: Some(1000),
+            },
+        ));
+        s.server.request_timeout_ms = 2000;
+        s.kinesis.endpoint_url = relay.endpoint();
+        s.kinesis.connect_timeout_ms = 300;
+        s.kinesis.attempt_timeout_ms = 500;
+        s.kinesis.operation_timeout_ms = 500;
+        s.delivery.max_attempts = 2;
+        s.delivery.deadline_ms = 1000;
+    })
+    .await;
+    let app = std::sync::Arc::new(app);
+    let record = |i: usize| format!("{i:0>900}");
+    relay.hold();
+    for i in 0..2 {
+        let r = app
+            .post("", &[("content-type", "text/plain")], record(i))
+            .await;
+        record_ids(r).await;
+    }
+
+    // Full while Kinesis is away: the third write waits, and is answered once there is room.
+    let waiting = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let r = app
+                .post("", &[("content-type", "text/plain")], record(2))
+                .await;
+            (started.elapsed(), r.status().as_u16())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "the write waits for room");
+    relay.release();
+    let (waited, status) = waiting.await.unwrap();
+    assert_eq!(status, 202, "answered once the shipper made room");
+    assert!(waited >= Duration::from_millis(500), "{waited:?}");
+
+    // Kinesis away for longer than the request may wait: spool_full a little before the timeout.
+    landed_at_least(app.kinesis(), &app.stream, 3).await;
+    relay.hold();
+    for i in 3..5 {
+        let r = app
+            .post("", &[("content-type", "text/plain")], record(i))
+            .await;
+        record_ids(r).await;
+    }
+    let started = std::time::Instant::now();
+    let refused = app
+        .post("", &[("content-type", "text/plain")], record(5))
+        .await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_millis(2000),
+        "{waited:?}"
+    );
+    assert_problem(refused, 503, "spool_full").await;
+    relay.release();
+}
