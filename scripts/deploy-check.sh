@@ -30,7 +30,7 @@ promtool test rules deploy/prometheus/alerts.test.yml
 
 echo "== kubernetes-validate"
 manifests=(deploy/k8s/configmap.yaml deploy/k8s/secret.yaml deploy/k8s/deployment.yaml
-  deploy/k8s/service.yaml deploy/k8s/pdb.yaml deploy/k8s/hpa.yaml)
+  deploy/k8s/service.yaml deploy/k8s/pdb.yaml deploy/k8s/hpa.yaml deploy/k8s/spooled/statefulset.yaml)
 for version in 1.30.0 1.37.0; do
   "$venv/bin/kubernetes-validate" --strict --quiet -k "$version" "${manifests[@]}"
   echo "${#manifests[@]} files valid against Kubernetes $version (strict)"
