@@ -1,7 +1,9 @@
 //! Durable acceptance (docs/api.md#durable-acceptance), black-box against the emulator: 202 once
-//! on disk and then in the stream; `ack=kinesis` as before; an emulator outage, a SIGKILLed
-//! binary and a damaged segment lose nothing acknowledged; a full spool is `503 spool_full`; a
-//! record Kinesis refuses lands in the dead-letter file with its `RecordId`.
+//! on disk and then in the stream; `ack=kinesis` as before; concurrent writes sharing fsyncs; an
+//! emulator killed, or black-holed by a relay, while writes keep getting 202; the binary SIGKILLed
+//! (once, and five times under load) or SIGTERMed with a backlog; damaged segments; a full spool
+//! (`503 spool_full`, and `when_full: block`); a record Kinesis refuses, dead-lettered with its
+//! `RecordId`; `kinesis-writer spool status|drain`. Each test has a spool directory of its own.
 
 use std::collections::BTreeSet;
 use std::io::Write;
