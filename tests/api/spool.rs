@@ -195,6 +195,8 @@ async fn with_kinesis_unreachable_writes_get_202_readiness_stays_and_all_arrive_
         sent[1..].iter().collect::<Vec<_>>(),
         "all, in order, once"
     );
+    // This test's own emulator: not left running beside the other tests.
+    back.kill();
 }
 
 #[tokio::test]
