@@ -124,18 +124,7 @@ mod tests {
     };
 
     fn settings(yaml: &str) -> CoalesceSettings {
-        #[derive(Deserialize)]
-        struct Root {
-            #[serde(default)]
-            coalesce: CoalesceSettings,
-        }
-        let root: Root = config::Config::builder()
-            .add_source(config::File::from_str(yaml, config::FileFormat::Yaml))
-            .build()
-            .unwrap()
-            .try_deserialize()
-            .unwrap();
-        root.coalesce
+        super::super::section_from_yaml("coalesce", yaml)
     }
 
     #[test]

@@ -338,3 +338,19 @@ impl ServerSettings {
         Duration::from_millis(self.shutdown_drain_timeout_ms)
     }
 }
+
+/// One section of a YAML document as its settings type, or its default when the document does not
+/// have it: for the sections' unit tests.
+#[cfg(test)]
+fn section_from_yaml<T: serde::de::DeserializeOwned + Default>(section: &str, yaml: &str) -> T {
+    config::Config::builder()
+        .add_source(config::File::from_str(yaml, config::FileFormat::Yaml))
+        .build()
+        .unwrap()
+        .get::<T>(section)
+        .or_else(|e| match e {
+            config::ConfigError::NotFound(_) => Ok(T::default()),
+            other => Err(other),
+        })
+        .unwrap_or_else(|e| panic!("{section}: {e}"))
+}

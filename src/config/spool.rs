@@ -101,18 +101,7 @@ mod tests {
     use super::*;
 
     fn settings(yaml: &str) -> SpoolSettings {
-        #[derive(Deserialize)]
-        struct Root {
-            #[serde(default)]
-            spool: SpoolSettings,
-        }
-        let root: Root = config::Config::builder()
-            .add_source(config::File::from_str(yaml, config::FileFormat::Yaml))
-            .build()
-            .unwrap()
-            .try_deserialize()
-            .unwrap();
-        root.spool
+        super::super::section_from_yaml("spool", yaml)
     }
 
     #[test]

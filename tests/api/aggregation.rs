@@ -227,34 +227,12 @@ async fn lone_and_oversized_records_go_out_plain() {
     assert_eq!(reference.len(), 4);
 }
 
-/// Every shard of the stream, open or closed, with its hash-key range (what a KCL worker leases).
-async fn all_shards(app: &TestApp) -> Vec<OpenShard> {
-    let out = app
-        .kinesis()
-        .list_shards()
-        .stream_name(&app.stream)
-        .send()
-        .await
-        .expect("ListShards");
-    out.shards()
-        .iter()
-        .map(|s| {
-            let range = s.hash_key_range().expect("a hash-key range");
-            OpenShard {
-                id: s.shard_id().to_owned(),
-                start: range.starting_hash_key().parse().unwrap(),
-                end: range.ending_hash_key().parse().unwrap(),
-            }
-        })
-        .collect()
-}
-
 /// What a KCL record processor is handed, as (key, data): each shard is read with its own
 /// hash-key range, and an aggregate holding any user record outside that range is dropped whole
 /// (amazon-kinesis-client's `AggregatorUtil.deaggregate(records, startingHashKey,
 /// endingHashKey)`: it removes the records already taken from that aggregate and stops).
 async fn kcl_view(app: &TestApp) -> Vec<(String, String)> {
-    let shards = all_shards(app).await;
+    let shards = app.all_shards().await;
     let mut seen = Vec::new();
     for r in app.landed().await {
         let shard = shards.iter().find(|s| s.id == r.shard_id).unwrap();
@@ -312,7 +290,7 @@ async fn write_and_check_answers(
     n: usize,
     concurrent: bool,
 ) -> Vec<(String, String)> {
-    let shards = all_shards(app).await;
+    let shards = app.all_shards().await;
     let requests: Vec<(String, Vec<(String, String)>)> = if concurrent {
         (0..n / 10)
             .map(|r| envelopes(&format!("{tag}{r}"), 10, 10))

@@ -479,6 +479,16 @@ pub(crate) struct OpenShard {
 impl TestApp {
     /// The open shards of this test's stream (emulator apps), in ListShards order.
     pub(crate) async fn open_shards(&self) -> Vec<OpenShard> {
+        self.shards(true).await
+    }
+
+    /// Every shard of this test's stream, open or closed (what a KCL worker leases after a
+    /// reshard), in ListShards order.
+    pub(crate) async fn all_shards(&self) -> Vec<OpenShard> {
+        self.shards(false).await
+    }
+
+    async fn shards(&self, open_only: bool) -> Vec<OpenShard> {
         let out = self
             .kinesis()
             .list_shards()
@@ -489,9 +499,10 @@ impl TestApp {
         out.shards()
             .iter()
             .filter(|s| {
-                s.sequence_number_range()
-                    .and_then(|r| r.ending_sequence_number())
-                    .is_none()
+                !open_only
+                    || s.sequence_number_range()
+                        .and_then(|r| r.ending_sequence_number())
+                        .is_none()
             })
             .map(|s| {
                 let range = s.hash_key_range().expect("a hash-key range");

@@ -730,16 +730,19 @@ impl Relay {
     }
 }
 
+/// The shared emulator's port, for a relay in front of it.
+fn emulator_port() -> u16 {
+    emulator_endpoint()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the emulator's endpoint ends with its port")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_kinesis_gets_202s_and_readiness_throughout_and_everything_after() {
     let tmp = tempfile::tempdir().unwrap();
-    let emulator_port: u16 = emulator_endpoint()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let relay = Relay::start(emulator_port).await;
+    let relay = Relay::start(emulator_port()).await;
     let app = spawn_app_with(|s, stream| {
         spool(s, tmp.path(), stream);
         s.kinesis.endpoint_url = relay.endpoint();
@@ -817,13 +820,7 @@ async fn a_black_holed_kinesis_gets_202s_and_readiness_throughout_and_everything
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_full_block_waits_for_room_then_answers_202_or_spool_full_at_the_timeout() {
     let tmp = tempfile::tempdir().unwrap();
-    let emulator_port: u16 = emulator_endpoint()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let relay = Relay::start(emulator_port).await;
+    let relay = Relay::start(emulator_port()).await;
     let app = spawn_app_with(|s, stream| {
         spool(s, tmp.path(), stream);
         s.spool.when_full = kinesis_writer::config::WhenFull::Block;

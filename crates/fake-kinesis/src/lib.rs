@@ -666,6 +666,36 @@ fn parse_put(protocol: Protocol, operation: Operation, body: &[u8]) -> Result<Pu
     })
 }
 
+/// Counts a whole call as failed, and records each of its entries as failed with `error_type`.
+fn call_failed(
+    shared: &Shared,
+    operation: Operation,
+    stream: &str,
+    entries: &[EntryRef<'_>],
+    error_type: &str,
+) {
+    let counters = &shared.counters;
+    counters.calls_failed.fetch_add(1, Ordering::Relaxed);
+    counters
+        .records_failed
+        .fetch_add(entries.len() as u64, Ordering::Relaxed);
+    if shared.count_only {
+        return;
+    }
+    let mut attempts = lock(&shared.attempts);
+    for e in entries {
+        attempts.push(Attempt {
+            operation,
+            stream: stream.to_owned(),
+            partition_key: e.partition_key.as_ref().to_owned(),
+            data: e.data.bytes().map(Cow::into_owned).unwrap_or_default(),
+            outcome: Outcome::CallFailed {
+                error_type: error_type.to_owned(),
+            },
+        });
+    }
+}
+
 async fn kinesis(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let reply = Reply {
         protocol: Protocol::of(&headers),
@@ -747,46 +777,12 @@ async fn kinesis(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
     // by retrying). Sleeping first would let a client's disconnect cancel the write instead.
     let delay = verdict.delay;
     if let Some(how) = verdict.hang_up {
-        counters.calls_failed.fetch_add(1, Ordering::Relaxed);
-        counters
-            .records_failed
-            .fetch_add(entries.len() as u64, Ordering::Relaxed);
-        if !shared.count_only {
-            let mut attempts = lock(&shared.attempts);
-            for e in entries {
-                attempts.push(Attempt {
-                    operation,
-                    stream: stream.to_owned(),
-                    partition_key: e.partition_key.as_ref().to_owned(),
-                    data: e.data.bytes().map(Cow::into_owned).unwrap_or_default(),
-                    outcome: Outcome::CallFailed {
-                        error_type: format!("{how:?}"),
-                    },
-                });
-            }
-        }
+        call_failed(&shared, operation, stream, entries, &format!("{how:?}"));
         late(delay).await;
         return hang_up(how, &reply);
     }
     if let Some(err) = verdict.error {
-        counters.calls_failed.fetch_add(1, Ordering::Relaxed);
-        counters
-            .records_failed
-            .fetch_add(entries.len() as u64, Ordering::Relaxed);
-        if !shared.count_only {
-            let mut attempts = lock(&shared.attempts);
-            for e in entries {
-                attempts.push(Attempt {
-                    operation,
-                    stream: stream.to_owned(),
-                    partition_key: e.partition_key.as_ref().to_owned(),
-                    data: e.data.bytes().map(Cow::into_owned).unwrap_or_default(),
-                    outcome: Outcome::CallFailed {
-                        error_type: err.error_type.clone(),
-                    },
-                });
-            }
-        }
+        call_failed(&shared, operation, stream, entries, &err.error_type);
         late(delay).await;
         return reply.error(err.status, &err.error_type, &err.message);
     }
