@@ -64,6 +64,14 @@ impl Emulator {
         panic!("the emulator died at start on three pairs of free ports")
     }
 
+    /// `start` from async code (it blocks while the emulator boots), with one stream of `stream`.
+    pub(crate) async fn start_with_stream(stream: &str) -> Self {
+        let stream = stream.to_owned();
+        tokio::task::spawn_blocking(move || Self::start(&[&stream]))
+            .await
+            .expect("the emulator's start did not panic")
+    }
+
     /// Starts kinesis-local on `port` (plain HTTP) and waits until it answers; `None` when it died
     /// first (another process took one of its ports).
     fn launch(port: u16, tls_port: u16, streams: &[&str]) -> Option<Self> {

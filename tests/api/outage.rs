@@ -9,12 +9,7 @@ use crate::helpers::{Emulator, eventually, spawn_app_on};
 #[tokio::test]
 async fn an_emulator_outage_gives_only_503_or_504_and_the_service_recovers() {
     let stream = format!("outage-{}", uuid::Uuid::new_v4().simple());
-    let emulator = tokio::task::spawn_blocking({
-        let stream = stream.clone();
-        move || Emulator::start(&[&stream])
-    })
-    .await
-    .unwrap();
+    let emulator = Emulator::start_with_stream(&stream).await;
     let app = spawn_app_on(&emulator.endpoint(), |s, _| {
         s.kinesis.connect_timeout_ms = 300;
         s.kinesis.attempt_timeout_ms = 1000;
@@ -93,12 +88,7 @@ struct StallCost {
 /// `stall` from second 1, with the default timeouts and retries; then every record is read back.
 async fn stall_cost(stall: Duration, rate: u32, load: Duration) -> StallCost {
     let stream = format!("stall-{}", uuid::Uuid::new_v4().simple());
-    let emulator = tokio::task::spawn_blocking({
-        let stream = stream.clone();
-        move || Emulator::start(&[&stream])
-    })
-    .await
-    .unwrap();
+    let emulator = Emulator::start_with_stream(&stream).await;
     let app = std::sync::Arc::new(spawn_app_on(&emulator.endpoint(), |_, _| {}).await);
     let started = Instant::now();
     let mut requests = Vec::new();

@@ -126,12 +126,7 @@ async fn ack_kinesis_answers_synchronously_with_the_kinesis_response() {
 async fn with_kinesis_unreachable_writes_get_202_readiness_stays_and_all_arrive_after() {
     let tmp = tempfile::tempdir().unwrap();
     let stream = format!("spool-outage-{}", uuid::Uuid::new_v4().simple());
-    let emulator = tokio::task::spawn_blocking({
-        let stream = stream.clone();
-        move || Emulator::start(&[&stream])
-    })
-    .await
-    .unwrap();
+    let emulator = Emulator::start_with_stream(&stream).await;
     let app = spawn_app_on(&emulator.endpoint(), |s, _| {
         spool(s, tmp.path(), &stream);
         s.kinesis.connect_timeout_ms = 300;
