@@ -138,13 +138,29 @@ pub fn scoped_key(key_id: Option<&str>, stream: &str, key: &str) -> String {
     format!("{}:{who}|{}:{stream}|{key}", who.len(), stream.len())
 }
 
-/// SHA-256 over the method, path, raw query, raw `Content-Type` and `Content-Encoding` and the
-/// body, each length-prefixed so that moving bytes between parts changes the fingerprint.
+/// The request's `Content-Encoding` as sent: request decompression removes the header before the
+/// handler runs, yet a gzip body and the same bytes sent plain are different requests.
+#[derive(Debug, Clone)]
+pub struct RawContentEncoding(pub Option<HeaderValue>);
+
+/// Keeps the raw `Content-Encoding` in the request's extensions (the layer above decompression).
+pub async fn keep_raw_content_encoding(
+    mut request: axum::extract::Request,
+) -> axum::extract::Request {
+    let raw = request.headers().get(header::CONTENT_ENCODING).cloned();
+    request.extensions_mut().insert(RawContentEncoding(raw));
+    request
+}
+
+/// SHA-256 over the method, path, raw query, raw `Content-Type` and `Content-Encoding` (as
+/// sent: `content_encoding`, see [`RawContentEncoding`]) and the body, each length-prefixed so
+/// that moving bytes between parts changes the fingerprint.
 pub fn fingerprint(
     method: &str,
     path: &str,
     query: Option<&str>,
     headers: &HeaderMap,
+    content_encoding: Option<&HeaderValue>,
     body: &[u8],
 ) -> Fingerprint {
     let mut h = Sha256::new();
@@ -160,11 +176,7 @@ pub fn fingerprint(
     part(Some(path.as_bytes()));
     part(query.map(str::as_bytes));
     part(headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes));
-    part(
-        headers
-            .get(header::CONTENT_ENCODING)
-            .map(HeaderValue::as_bytes),
-    );
+    part(content_encoding.map(HeaderValue::as_bytes));
     part(Some(body));
     h.finalize().into()
 }
@@ -409,25 +421,40 @@ mod tests {
     #[test]
     fn fingerprints_tell_parts_apart() {
         let h = HeaderMap::new();
-        let a = fingerprint("POST", "/streams/s/records", Some("a=1"), &h, b"x");
+        let a = fingerprint("POST", "/streams/s/records", Some("a=1"), &h, None, b"x");
         assert_eq!(
             a,
-            fingerprint("POST", "/streams/s/records", Some("a=1"), &h, b"x")
+            fingerprint("POST", "/streams/s/records", Some("a=1"), &h, None, b"x")
         );
         assert_ne!(
             a,
-            fingerprint("POST", "/streams/s/records", Some("a=1"), &h, b"y")
+            fingerprint("POST", "/streams/s/records", Some("a=1"), &h, None, b"y")
         );
-        assert_ne!(a, fingerprint("POST", "/streams/s/records", None, &h, b"x"));
         assert_ne!(
             a,
-            fingerprint("POST", "/streams/s/records", Some("a=1x"), &h, b"")
+            fingerprint("POST", "/streams/s/records", None, &h, None, b"x")
+        );
+        assert_ne!(
+            a,
+            fingerprint("POST", "/streams/s/records", Some("a=1x"), &h, None, b"")
         );
         let mut ct = HeaderMap::new();
         ct.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert_ne!(
             a,
-            fingerprint("POST", "/streams/s/records", Some("a=1"), &ct, b"x")
+            fingerprint("POST", "/streams/s/records", Some("a=1"), &ct, None, b"x")
+        );
+        let gzip = HeaderValue::from_static("gzip");
+        assert_ne!(
+            a,
+            fingerprint(
+                "POST",
+                "/streams/s/records",
+                Some("a=1"),
+                &h,
+                Some(&gzip),
+                b"x"
+            )
         );
         assert_ne!(
             scoped_key(None, "s", "k"),

@@ -1,6 +1,7 @@
 //! `POST /streams/{stream}/records`: HTTP in (path, query, media type, body) → domain → service →
 //! the raw Kinesis response out.
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -13,7 +14,7 @@ use utoipa::ToSchema;
 use super::query::{WriteQuery, parse_query};
 use crate::domain::{BodyKind, PutRecordOutcome, PutRecordsOutcome, StreamName, ValidationError};
 use crate::error::{ApiError, RETRY_AFTER_SECS};
-use crate::idempotency::{self, Decision, IdempotencyError};
+use crate::idempotency::{self, Decision, IdempotencyError, RawContentEncoding};
 use crate::service::WriteOutcome;
 use crate::state::AppState;
 
@@ -108,6 +109,7 @@ pub(crate) async fn write_records(
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    raw_encoding: Option<Extension<RawContentEncoding>>,
     body: Body,
 ) -> Result<Response, ApiError> {
     // Who is asking comes first: an unauthenticated caller learns nothing about streams.
@@ -140,7 +142,16 @@ pub(crate) async fn write_records(
         return write(&state, &stream, params, kind, body).await;
     };
     let path = format!("/streams/{}/records", stream.as_str());
-    let fingerprint = idempotency::fingerprint("POST", &path, query.as_deref(), &headers, &body);
+    // Decompression removed the header; its layer kept the value as sent.
+    let encoding = raw_encoding.and_then(|Extension(RawContentEncoding(v))| v);
+    let fingerprint = idempotency::fingerprint(
+        "POST",
+        &path,
+        query.as_deref(),
+        &headers,
+        encoding.as_ref(),
+        &body,
+    );
     let scoped = idempotency::scoped_key(caller.key_id.as_deref(), stream.as_str(), key);
     let ticket = match state
         .idempotency

@@ -224,3 +224,24 @@ async fn an_invalid_key_is_400() {
     );
     assert_eq!(app.landed().await.len(), 1);
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[tokio::test]
+async fn the_content_encoding_is_part_of_the_request() {
+    let app = spawn_fake_app(|_, _| {}).await;
+    let key = (KEY, "k-gzip");
+    let gz = [key, ("content-encoding", "gzip")];
+    assert_eq!(app.post("", &gz, gzip(b"{}")).await.status(), 200);
+    let again = app.post("", &gz, gzip(b"{}")).await;
+    assert_eq!(header(&again, REPLAYED).as_deref(), Some("true"));
+    // The same decompressed body sent plain is another request under the same key.
+    let plain = app.post("", &[key], "{}").await;
+    assert_problem(plain, 422, "idempotency_key_reused").await;
+    assert_eq!(app.fake().received().len(), 1);
+}
