@@ -466,6 +466,46 @@ mod tests {
         );
     }
 
+    /// A store that is down: what a shared store's outage looks like to the handler.
+    #[derive(Debug)]
+    struct Down;
+
+    #[async_trait::async_trait]
+    impl IdempotencyStore for Down {
+        async fn begin(&self, _: &str, _: Fingerprint, _: Duration) -> Result<Begin, StoreError> {
+            Err(StoreError("connection refused".into()))
+        }
+        async fn finish(
+            &self,
+            _: &str,
+            _: Fingerprint,
+            _: KeptAnswer,
+            _: Duration,
+        ) -> Result<(), StoreError> {
+            Err(StoreError("connection refused".into()))
+        }
+        async fn abandon(&self, _: &str) -> Result<(), StoreError> {
+            Err(StoreError("connection refused".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_error_fails_the_write_or_proceeds_as_configured() {
+        let fail = Idempotency::with_store(&IdempotencySettings::default(), Arc::new(Down));
+        let refused = fail.begin("k".into(), [0; 32], "s").await;
+        assert!(matches!(refused, Err(IdempotencyError::Unavailable(_))));
+        let settings = IdempotencySettings {
+            on_store_error: OnStoreError::Proceed,
+            ..Default::default()
+        };
+        let proceed = Idempotency::with_store(&settings, Arc::new(Down));
+        let unguarded = proceed.begin("k".into(), [0; 32], "s").await;
+        assert!(matches!(unguarded, Ok(Decision::Unguarded)));
+        let p = crate::error::ApiError::from(IdempotencyError::Unavailable("x".into())).problem();
+        assert_eq!((p.status, p.code), (503, "idempotency_unavailable"));
+        assert!(!p.detail.contains("x"), "the store's words stay in the log");
+    }
+
     #[test]
     fn transient_answers_are_not_kept() {
         for kept in [200, 202, 207, 400, 404, 413, 422, 428] {

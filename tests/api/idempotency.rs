@@ -245,3 +245,27 @@ async fn the_content_encoding_is_part_of_the_request() {
     assert_problem(plain, 422, "idempotency_key_reused").await;
     assert_eq!(app.fake().received().len(), 1);
 }
+
+#[tokio::test]
+async fn a_request_that_timed_out_frees_its_key_at_once() {
+    let app = spawn_fake_app(|s, _| {
+        s.coalesce.enabled = false;
+        s.server.request_timeout_ms = 200;
+    })
+    .await;
+    app.fake()
+        .set_plan(Plan::accept_all().with_delay(Duration::from_millis(600)));
+    let h = [(KEY, "k-timeout")];
+    let timed_out = app.post("", &h, "{}").await;
+    assert_eq!(timed_out.status(), 408);
+
+    // Well within idempotency.in_flight_ttl_s (60 s): the dropped request gave its key back.
+    app.fake().set_plan(Plan::accept_all());
+    let retry = eventually("the key is free", Duration::from_secs(2), || async {
+        let r = app.post("", &h, "{}").await;
+        (r.status() != 409).then_some(r)
+    })
+    .await;
+    assert_eq!(retry.status(), 200);
+    assert_eq!(header(&retry, REPLAYED), None, "a 408 is not kept");
+}
