@@ -124,14 +124,16 @@ impl IdempotencyStore for MemoryStore {
         let mut inner = self.lock();
         // Kept in place when still marked (its age in the eviction order is the request's);
         // re-inserted as the newest when it was evicted or expired meanwhile.
-        if let Some(e) = inner
-            .entries
-            .get_mut(key)
-            .filter(|e| e.fingerprint == fingerprint)
-        {
-            e.expires = now + ttl;
-            e.answer = Some(Arc::new(answer));
-            return Ok(());
+        match inner.entries.get_mut(key) {
+            Some(e) if e.fingerprint == fingerprint => {
+                e.expires = now + ttl;
+                e.answer = Some(Arc::new(answer));
+                return Ok(());
+            }
+            // Our mark expired and another request took the key: its entry is not ours to
+            // overwrite.
+            Some(e) if e.expires > now => return Ok(()),
+            _ => {}
         }
         inner.insert(
             key,
@@ -235,6 +237,26 @@ mod tests {
         assert!(matches!(
             s.begin("d", [1; 32], LONG).await,
             Ok(Begin::Fresh)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_late_finish_does_not_overwrite_another_requests_key() {
+        let s = MemoryStore::new(10);
+        let short = Duration::from_millis(1);
+        assert!(matches!(
+            s.begin("k", [1; 32], short).await,
+            Ok(Begin::Fresh)
+        ));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(matches!(
+            s.begin("k", [2; 32], LONG).await,
+            Ok(Begin::Fresh)
+        ));
+        s.finish("k", [1; 32], answer("late"), LONG).await.unwrap();
+        assert!(matches!(
+            s.begin("k", [2; 32], LONG).await,
+            Ok(Begin::InFlight)
         ));
     }
 
