@@ -1,7 +1,8 @@
 //! Idempotent retries (docs/api.md#idempotent-retries), black-box: a replay is the first answer
 //! byte for byte with `Idempotency-Replayed: true` and writes nothing; another request under the
 //! same key is 422; concurrent tries write once; keys are scoped by stream; 5xx answers are not
-//! kept; a spooled 202 is replayed, not spooled twice; 428 and 400 for missing and bad keys.
+//! kept; a spooled 202 is replayed, not spooled twice; 428 and 400 for missing and bad keys; a
+//! property: any interleaving of retries of N keyed requests on one instance writes each once.
 
 use std::time::Duration;
 
@@ -268,4 +269,73 @@ async fn a_request_that_timed_out_frees_its_key_at_once() {
     .await;
     assert_eq!(retry.status(), 200);
     assert_eq!(header(&retry, REPLAYED), None, "a 408 is not kept");
+}
+
+/// Property: any interleaving of tries of N keyed requests (sent in concurrent waves, one
+/// instance) writes each request's record exactly once; every answer is the first answer, a
+/// replay of it, or 409 while it is in flight.
+#[test]
+fn any_interleaving_of_retries_writes_each_request_once() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = rt.block_on(spawn_fake_app(|s, _| s.coalesce.enabled = false));
+    app.fake()
+        .set_plan(Plan::accept_all().with_delay(Duration::from_millis(5)));
+    let cases = std::sync::atomic::AtomicU32::new(0);
+    // Waves of tries; each try names one of 4 requests.
+    let waves = prop::collection::vec(prop::collection::vec(0..4usize, 1..5), 1..6);
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&waves, |waves| {
+            let case = cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            rt.block_on(async {
+                let before = app.fake().received().len();
+                let mut sent = std::collections::BTreeSet::new();
+                for wave in &waves {
+                    let mut set = tokio::task::JoinSet::new();
+                    for &i in wave {
+                        sent.insert(i);
+                        let (http, url) = (app.http.clone(), app.records_url(""));
+                        set.spawn(async move {
+                            let r = http
+                                .post(url)
+                                .header(KEY, format!("case-{case}-req-{i}"))
+                                .body(format!(r#"{{"case":{case},"req":{i}}}"#))
+                                .send()
+                                .await
+                                .unwrap();
+                            (r.status().as_u16(), header(&r, REPLAYED))
+                        });
+                    }
+                    while let Some(answer) = set.join_next().await {
+                        let (status, _) = answer.unwrap();
+                        prop_assert!(status == 200 || status == 409, "{status}");
+                    }
+                }
+                // The last try of each request is answered once its first is done.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let received = app.fake().received();
+                for &i in &sent {
+                    let body = format!(r#"{{"case":{case},"req":{i}}}"#);
+                    let n = received[before..]
+                        .iter()
+                        .filter(|r| r.data == body.as_bytes())
+                        .count();
+                    prop_assert_eq!(n, 1, "request {} written {} times", i, n);
+                }
+                prop_assert_eq!(received.len() - before, sent.len());
+                Ok(())
+            })
+        })
+        .unwrap();
 }
