@@ -8,7 +8,7 @@
 //! - [`kinesis`]: the narrow port to Kinesis and its SDK implementation.
 //!
 //! Around them: [`domain`] (validated values, no HTTP or AWS types), [`error`] (the one mapping to
-//! problem+json), [`access`] (allowlist and API keys), [`metrics`] (Prometheus), [`config`],
+//! problem+json), [`access`] (allowlist and API keys), [`idempotency`] (`Idempotency-Key` replays), [`metrics`] (Prometheus), [`config`],
 //! [`telemetry`], [`startup`], [`server`] (the listener and its connection limits) and [`state`];
 //! [`testing`] holds the one in-process recording fake the tests share.
 
@@ -17,6 +17,7 @@ pub mod config;
 pub mod dev;
 pub mod domain;
 pub mod error;
+pub mod idempotency;
 pub mod kinesis;
 pub mod metrics;
 pub mod openapi;

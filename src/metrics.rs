@@ -74,6 +74,18 @@ pub const SPOOL_FSYNCS: &str = "spool_fsyncs_total";
 pub const SPOOL_FSYNC_RECORDS: &str = "spool_fsync_records";
 /// Spool: writes refused with `503 spool_full`.
 pub const SPOOL_FULL: &str = "spool_full_total";
+/// Idempotency: keyed requests answered with a kept answer (hits).
+pub const IDEMPOTENCY_REPLAYS: &str = "idempotency_replays_total";
+/// Idempotency: keyed requests seen for the first time and processed (misses).
+pub const IDEMPOTENCY_MISSES: &str = "idempotency_misses_total";
+/// Idempotency: keys reused with another request (422 `idempotency_key_reused`).
+pub const IDEMPOTENCY_CONFLICTS: &str = "idempotency_conflicts_total";
+/// Idempotency: retries refused while the first try was in flight (409).
+pub const IDEMPOTENCY_IN_FLIGHT: &str = "idempotency_in_flight_rejections_total";
+/// Idempotency: store calls that failed, by operation.
+pub const IDEMPOTENCY_STORE_ERRORS: &str = "idempotency_store_errors_total";
+/// Idempotency: how long each store call took, by operation.
+pub const IDEMPOTENCY_STORE_DURATION: &str = "idempotency_store_duration_seconds";
 
 /// Latency buckets in seconds, from a fast PutRecord to the retry deadline.
 const BUCKETS: [f64; 14] = [

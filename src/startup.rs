@@ -73,6 +73,7 @@ impl Application {
             in_flight: Arc::new(tokio::sync::Semaphore::new(
                 settings.server.max_concurrent_requests,
             )),
+            idempotency: Arc::new(crate::idempotency::Idempotency::new(&settings.idempotency)),
         });
         let worst_case = settings.delivery.deadline_ms + settings.kinesis.operation_timeout_ms;
         if worst_case > settings.server.shutdown_drain_timeout_ms {

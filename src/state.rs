@@ -43,6 +43,8 @@ pub struct AppStateInner {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// One permit per request in flight (`server.max_concurrent_requests`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Kept answers of `Idempotency-Key` writes (docs/api.md#idempotent-retries).
+    pub idempotency: Arc<crate::idempotency::Idempotency>,
 }
 
 /// The last readiness probe's answer, kept fresh by a background task so `/health/ready` never

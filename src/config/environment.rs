@@ -56,6 +56,11 @@ const LIST_VARS: &[ListVar] = &[
         names: true,
     },
     ListVar {
+        var: "APP_IDEMPOTENCY__REQUIRED_STREAMS",
+        key: "idempotency.required_streams",
+        names: true,
+    },
+    ListVar {
         var: "APP_AUTH__KEYS",
         key: "auth.keys",
         names: false,

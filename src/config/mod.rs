@@ -1,7 +1,7 @@
 //! Settings: the layered configuration tree, its start-up validation, and the one place a
 //! stream's settings are resolved ([`Settings::stream`]). Each section's types live in a file of
 //! their own (`access`, `kinesis`, `limits`, `delivery`, `coalesce`, `aggregation`, `spool`,
-//! `dev`); every per-stream list has the shape of [`PerStream`].
+//! `idempotency`, `dev`); every per-stream list has the shape of [`PerStream`].
 //!
 //! Sources, later wins: `config/base.yaml`, `config/$APP_ENVIRONMENT.yaml` (`local` by default),
 //! then environment variables `APP_<SECTION>__<KEY>` (lists as one variable each, and the standard
@@ -21,6 +21,7 @@ mod coalesce;
 mod delivery;
 mod dev;
 mod environment;
+mod idempotency;
 mod kinesis;
 mod limits;
 mod per_stream;
@@ -36,6 +37,7 @@ pub use delivery::{
 };
 pub use dev::{DevSettings, DevStream};
 pub use environment::Env;
+pub use idempotency::{IdempotencySettings, IdempotencyStoreKind, OnStoreError};
 pub use kinesis::{KinesisSettings, PublisherKind, WireProtocol};
 pub use limits::{LimitOverrides, LimitSettings, StreamLimitSettings};
 pub use per_stream::PerStream;
@@ -62,6 +64,8 @@ pub struct Settings {
     pub aggregation: AggregationSettings,
     #[serde(default)]
     pub spool: SpoolSettings,
+    #[serde(default)]
+    pub idempotency: IdempotencySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -219,6 +223,7 @@ impl Settings {
         self.aggregation.validate()?;
         self.spool
             .validate(|stream| self.limits_for(stream).max_request_size)?;
+        self.idempotency.validate()?;
         Ok(())
     }
 

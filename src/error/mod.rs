@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::access::AccessError;
 use crate::domain::ValidationError;
+use crate::idempotency::IdempotencyError;
 use crate::kinesis::PublishError;
 use crate::service::IngestError;
 use crate::spool::SpoolError;
@@ -46,6 +47,8 @@ pub enum ApiError {
     /// `server.max_concurrent_requests` are in flight: shed load rather than queue.
     #[error("the service is handling as many requests as it may; retry later")]
     TooBusy,
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
 }
 
 impl From<ValidationError> for ApiError {
@@ -96,6 +99,16 @@ impl ApiError {
             Self::RouteNotFound => Problem::new(&p::NOT_FOUND, detail),
             Self::MethodNotAllowed => Problem::new(&p::METHOD_NOT_ALLOWED, detail),
             Self::NotReady(_) => Problem::new(&p::NOT_READY, detail),
+            Self::Idempotency(e) => Problem::new(
+                match e {
+                    IdempotencyError::InvalidKey(_) => &p::INVALID_IDEMPOTENCY_KEY,
+                    IdempotencyError::Required(_) => &p::IDEMPOTENCY_KEY_REQUIRED,
+                    IdempotencyError::Reused => &p::IDEMPOTENCY_KEY_REUSED,
+                    IdempotencyError::InFlight => &p::IDEMPOTENCY_KEY_IN_FLIGHT,
+                    IdempotencyError::Unavailable(_) => &p::IDEMPOTENCY_UNAVAILABLE,
+                },
+                detail,
+            ),
         }
     }
 }

@@ -292,12 +292,52 @@ pub const UPSTREAM_TIMEOUT: P = P::new(
 )
 .hidden("Kinesis did not answer in time; the write may or may not have happened")
 .when("Kinesis did not answer in time");
+/// A malformed `Idempotency-Key` (docs/api.md#idempotent-retries).
+pub const INVALID_IDEMPOTENCY_KEY: P = P::new(
+    S::BAD_REQUEST,
+    "invalid_idempotency_key",
+    "Invalid idempotency key",
+    RequestError,
+)
+.when("Idempotency-Key is empty, longer than 255 characters, sent twice, or not visible ASCII (%x21-7E)");
+/// The key was first used for another request: the caller's bug, never retried.
+pub const IDEMPOTENCY_KEY_REUSED: P = P::new(
+    S::UNPROCESSABLE_ENTITY,
+    "idempotency_key_reused",
+    "Idempotency key reused",
+    KinesisWriterError,
+)
+.when("the Idempotency-Key was used with another request (method, path, query, Content-Type, Content-Encoding or body)");
+pub const IDEMPOTENCY_KEY_IN_FLIGHT: P = P::new(
+    S::CONFLICT,
+    "idempotency_key_in_flight",
+    "Idempotency key in flight",
+    RequestError,
+)
+.retry_after()
+.when("the first request with this Idempotency-Key is still being processed");
+pub const IDEMPOTENCY_KEY_REQUIRED: P = P::new(
+    S::PRECONDITION_REQUIRED,
+    "idempotency_key_required",
+    "Idempotency key required",
+    RequestError,
+)
+.when("the stream is in idempotency.required_streams and the write has no Idempotency-Key");
+pub const IDEMPOTENCY_UNAVAILABLE: P = P::new(
+    S::SERVICE_UNAVAILABLE,
+    "idempotency_unavailable",
+    "Idempotency store unavailable",
+    InternalError,
+)
+.retry_after()
+.hidden("The idempotency store could not be reached; nothing was written; retry later")
+.when("the idempotency store could not be reached (idempotency.on_store_error: fail); nothing was written");
 /// Any other 4xx/5xx a layer we do not own answers with.
 pub const HTTP_ERROR: P = P::new(S::BAD_REQUEST, "http_error", "HTTP error", RequestError)
     .when("another error from a layer of the HTTP stack");
 
 /// Every row, for documentation and tests.
-pub const ALL: [&P; 31] = [
+pub const ALL: [&P; 36] = [
     &INVALID_STREAM_NAME,
     &INVALID_QUERY_PARAMETER,
     &INVALID_BODY,
@@ -328,6 +368,11 @@ pub const ALL: [&P; 31] = [
     &UPSTREAM_TIMEOUT,
     &SPOOL_FULL,
     &SPOOL_UNAVAILABLE,
+    &INVALID_IDEMPOTENCY_KEY,
+    &IDEMPOTENCY_KEY_REUSED,
+    &IDEMPOTENCY_KEY_IN_FLIGHT,
+    &IDEMPOTENCY_KEY_REQUIRED,
+    &IDEMPOTENCY_UNAVAILABLE,
     &HTTP_ERROR,
 ];
 
@@ -386,6 +431,16 @@ impl Problem {
             request_id: None,
             retry_after: kind.retry_after,
             log_detail,
+        }
+    }
+
+    /// The same problem to answer again for a replayed request: its log detail was logged with
+    /// the first answer.
+    pub fn for_replay(&self) -> Self {
+        Self {
+            log_detail: None,
+            request_id: None,
+            ..self.clone()
         }
     }
 

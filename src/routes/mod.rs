@@ -70,9 +70,11 @@ pub fn router(state: AppState) -> Router {
 /// 5. metrics: counts every answer with its final status;
 /// 6. load shedding: beyond `server.max_concurrent_requests`, 503 at once instead of a queue;
 /// 7. request timeout (408), so a slow client cannot hold a slot;
-/// 8. request decompression (gzip, zstd): the handler's body cap then bounds the *decompressed*
+/// 8. the raw `Content-Encoding`, kept for the idempotency fingerprint before the next layer
+///    removes the header (src/idempotency/mod.rs);
+/// 9. request decompression (gzip, zstd): the handler's body cap then bounds the *decompressed*
 ///    size, so a decompression bomb gets 413;
-/// 9. catch panic: a panic becomes a 500 problem.
+/// 10. catch panic: a panic becomes a 500 problem.
 fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
     let timeout = state.settings.server.request_timeout();
     let access_log = state.settings.telemetry.access_log;
@@ -116,6 +118,9 @@ fn with_middleware(router: Router<AppState>, state: AppState) -> Router {
                 .layer(TimeoutLayer::with_status_code(
                     axum::http::StatusCode::REQUEST_TIMEOUT,
                     timeout,
+                ))
+                .layer(axum::middleware::map_request(
+                    crate::idempotency::keep_raw_content_encoding,
                 ))
                 .layer(RequestDecompressionLayer::new())
                 .layer(CatchPanicLayer::custom(

@@ -1,6 +1,7 @@
 //! `POST /streams/{stream}/records`: HTTP in (path, query, media type, body) → domain → service →
 //! the raw Kinesis response out.
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -13,6 +14,7 @@ use utoipa::ToSchema;
 use super::query::{WriteQuery, parse_query};
 use crate::domain::{BodyKind, PutRecordOutcome, PutRecordsOutcome, StreamName, ValidationError};
 use crate::error::{ApiError, RETRY_AFTER_SECS};
+use crate::idempotency::{self, Decision, IdempotencyError, RawContentEncoding};
 use crate::service::WriteOutcome;
 use crate::state::AppState;
 
@@ -76,7 +78,8 @@ pub(crate) struct BinaryBody(Vec<u8>);
     tag = crate::openapi::RECORDS_TAG,
     params(
         ("stream" = String, Path, description = "Kinesis stream name: 1-128 characters of [a-zA-Z0-9_.-]", min_length = 1, max_length = 128, pattern = "^[a-zA-Z0-9_.-]+$", example = "example-stream"),
-        WriteQuery
+        WriteQuery,
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first request with this key is processed and its answer kept (idempotency.ttl_s); a retry with the same key and the same request gets that answer again with Idempotency-Replayed: true, and nothing is written twice. 1-255 characters in %x21-7E, else 400 invalid_idempotency_key; scoped by API key and stream. Another request with the same key: 422 idempotency_key_reused; while the first is in flight: 409 idempotency_key_in_flight.", min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7E]+$", example = "5f0c7a9e-2d5b-4a49-9d0e-6a7f0b1c2d3e")
     ),
     request_body(
         description = "application/json (default when Content-Type is absent): one JSON value, or with record_per_entry=true a JSON array of values. application/x-ndjson or application/jsonl: one JSON value per line, always a batch. text/plain (UTF-8) or application/octet-stream: the body bytes verbatim (single mode only). With envelope=true each record is {\"data\": <JSON>} or {\"data_base64\": \"<base64>\"} with optional \"partition_key\" and \"explicit_hash_key\".",
@@ -95,7 +98,7 @@ pub(crate) struct BinaryBody(Vec<u8>);
     responses(
         (status = 202, description = "A spooled stream (spool.streams) without ack=kinesis: the records are fsync'd to the service's spool and will reach Kinesis at least once, in order. Single mode: {\"RecordId\"}; batch: {\"AcceptedRecordCount\", \"Records\": [{\"RecordId\"}]} in request order.", body = AcceptedResponse),
         (status = 200, description = "Written. PutRecord or PutRecords response as AWS returns it.", body = WriteResponse,
-            headers(("x-amzn-RequestId" = String, description = "AWS request id"), ("x-request-id" = String, description = "This service's request id"))),
+            headers(("x-amzn-RequestId" = String, description = "AWS request id"), ("x-request-id" = String, description = "This service's request id"), ("Idempotency-Replayed" = String, description = "true on an answer replayed for a retried Idempotency-Key (any kept status: 200, 202, 207, 4xx)"))),
         (status = 207, description = "Batch mode: some records still failed; see Records[i].ErrorCode. Retry-After is set when failures are throttling.", body = PutRecordsOutcome,
             headers(("Retry-After" = u64, description = "Seconds to wait (throttling only)"))),
         crate::error::WriteProblems,
@@ -106,6 +109,7 @@ pub(crate) async fn write_records(
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    raw_encoding: Option<Extension<RawContentEncoding>>,
     body: Body,
 ) -> Result<Response, ApiError> {
     // Who is asking comes first: an unauthenticated caller learns nothing about streams.
@@ -119,6 +123,11 @@ pub(crate) async fn write_records(
         span.record("key_id", id.as_str());
     }
     state.access.authorize(&caller, stream.as_str())?;
+    // A bad or missing key is refused before the body is read: nothing to keep.
+    let idempotency_key = idempotency::key_from(&headers)?;
+    if idempotency_key.is_none() && state.idempotency.settings().required_for(stream.as_str()) {
+        return Err(IdempotencyError::Required(stream.to_string()).into());
+    }
 
     let pairs = parse_query(query.as_deref())?;
     let params = WriteQuery::parse(pairs)?;
@@ -126,6 +135,52 @@ pub(crate) async fn write_records(
 
     let limit = state.settings.limits.body_limit_bytes;
     let body = read_body(body, &headers, limit).await?;
+
+    // Refusals above depend only on the request, so answering them again is a replay in all but
+    // the header; from here on, a keyed request's answer is kept (docs/api.md#idempotent-retries).
+    let Some(key) = idempotency_key else {
+        return write(&state, &stream, params, kind, body).await;
+    };
+    let path = format!("/streams/{}/records", stream.as_str());
+    // Decompression removed the header; its layer kept the value as sent.
+    let encoding = raw_encoding.and_then(|Extension(RawContentEncoding(v))| v);
+    let fingerprint = idempotency::fingerprint(
+        "POST",
+        &path,
+        query.as_deref(),
+        &headers,
+        encoding.as_ref(),
+        &body,
+    );
+    let scoped = idempotency::scoped_key(caller.key_id.as_deref(), stream.as_str(), key);
+    let ticket = match state
+        .idempotency
+        .begin(scoped, fingerprint, stream.as_str())
+        .await?
+    {
+        Decision::Replay(response) => return Ok(response),
+        Decision::Unguarded => return write(&state, &stream, params, kind, body).await,
+        Decision::Process(ticket) => ticket,
+    };
+    let (response, problem) = match write(&state, &stream, params, kind, body).await {
+        Ok(response) => (response, None),
+        Err(e) => {
+            let problem = e.problem();
+            (problem.clone().into_response(), Some(problem))
+        }
+    };
+    Ok(ticket.keep(response, problem.as_ref()).await)
+}
+
+/// The write itself, keyed or not: the spool's 202, or Kinesis' answer.
+async fn write(
+    state: &AppState,
+    stream: &StreamName,
+    params: WriteQuery,
+    kind: BodyKind,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let span = tracing::Span::current();
     let ack_kinesis = params.ack.is_some();
     let settings = state.settings.stream(stream.as_str());
     let split = params.split.unwrap_or(settings.split.enabled);
@@ -133,12 +188,12 @@ pub(crate) async fn write_records(
     let request = params.request(kind, body, max_records)?;
     span.record("records", request.payload.len());
 
-    if !ack_kinesis && state.ingest.spools(&stream, &request) {
+    if !ack_kinesis && state.ingest.spools(stream, &request) {
         let batch = matches!(request.payload, crate::domain::Payload::Batch(_));
-        let ids = state.ingest.accept(&stream, request).await?;
+        let ids = state.ingest.accept(stream, request).await?;
         return Ok(accepted(batch, ids));
     }
-    let outcome = state.ingest.write(&stream, request).await?;
+    let outcome = state.ingest.write(stream, request).await?;
     Ok(respond(outcome))
 }
 

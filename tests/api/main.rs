@@ -11,6 +11,7 @@ mod docs;
 mod errors;
 mod health;
 mod helpers;
+mod idempotency;
 mod lean;
 mod limits;
 mod moto;

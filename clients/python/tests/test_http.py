@@ -215,6 +215,29 @@ def test_503_overloaded_is_retried_honouring_retry_after(writer: KinesisWriter, 
     assert fake.requests[0]["body"] == fake.requests[1]["body"] == b"x"
 
 
+def test_one_idempotency_key_for_all_of_the_clients_own_retries(
+    writer: KinesisWriter, fake: Fake, sleeps: List[float]
+) -> None:
+    fake.answers = [problem(503, "overloaded"), problem(503, "overloaded"), OK_SINGLE]
+    assert writer.send_to_stream("x", idempotency_key="order-42")["SequenceNumber"] == "1"
+    assert len(fake.requests) == 3
+    assert [r["headers"].get("Idempotency-Key") for r in fake.requests] == ["order-42"] * 3
+
+
+def test_no_idempotency_key_header_unless_asked(writer: KinesisWriter, fake: Fake) -> None:
+    writer.send_to_stream("x")
+    assert "Idempotency-Key" not in fake.requests[0]["headers"]
+
+
+@pytest.mark.parametrize("key", ["", "a b", "k" * 256, "clé", 42])
+def test_an_idempotency_key_the_service_would_refuse_fails_before_any_request(
+    writer: KinesisWriter, fake: Fake, key: Any
+) -> None:
+    with pytest.raises(ValueError):
+        writer.send_to_stream("x", idempotency_key=key)
+    assert fake.requests == []
+
+
 def test_503_overloaded_gives_up_after_max_attempts(fake: Fake, sleeps: List[float]) -> None:
     fake.answers = [problem(503, "overloaded")] * 5
     with KinesisWriter("s", base_url=fake.url, max_attempts=3) as w:

@@ -131,8 +131,16 @@ class KinesisWriter:
         data: Any,
         partition_key: Optional[str] = None,
         record_per_entry: bool = False,
+        idempotency_key: Optional[str] = None,
     ) -> Dict[str, Any]:
         """Send ``data`` as one record, or (``record_per_entry``) each item of a list as one record.
+
+        ``idempotency_key`` (1-255 visible ASCII characters, e.g. ``str(uuid.uuid4())``) makes the
+        write safe to repeat: the service processes the first request with it and answers a repeat
+        of the same request with the first answer, writing nothing. Every retry the client makes on
+        its own sends the same key; pass the same key again when *you* retry the same call (after
+        ``client_timeout`` or ``connection_lost``). Another call under a used key raises
+        ``KinesisWriterError`` (``idempotency_key_reused``).
 
         Returns the Kinesis response as the service answers it: ``{"ShardId", "SequenceNumber",
         "EncryptionType"}`` for one record; ``{"FailedRecordCount", "Records", "EncryptionType"}`` for
@@ -144,17 +152,23 @@ class KinesisWriter:
             TypeError, ValueError, AttributeError, UnicodeEncodeError: data or partition key that
                 cannot be serialised, before any request (see docs/python-client.md in the repository).
             KinesisWriterHTTPError and its subclasses: the service's other error answers.
+            ValueError: an ``idempotency_key`` the service would refuse, before any request.
         """
         if isinstance(record_per_entry, str):
             # The Python class tested truthiness, so record_per_entry="false" meant batch mode.
             raise TypeError(
                 f"record_per_entry must be a bool, not the string {record_per_entry!r}"
             )
+        if idempotency_key is not None and not _valid_idempotency_key(idempotency_key):
+            raise ValueError(
+                "idempotency_key must be 1-255 visible ASCII characters (no spaces), "
+                f"not {idempotency_key!r}"
+            )
         if record_per_entry:
             body, content_type, params = self._batch_request(data, partition_key)
         else:
             body, content_type, params = self._single_request(data, partition_key)
-        return self._post(body, content_type, params)
+        return self._post(body, content_type, params, idempotency_key)
 
     def close(self) -> None:
         """Close the pooled connections (only those of a session the writer created)."""
@@ -218,9 +232,19 @@ class KinesisWriter:
 
     # -- HTTP -------------------------------------------------------------------------------------
 
-    def _post(self, body: bytes, content_type: str, params: Mapping[str, str]) -> Dict[str, Any]:
+    def _post(
+        self,
+        body: bytes,
+        content_type: str,
+        params: Mapping[str, str],
+        idempotency_key: Optional[str] = None,
+    ) -> Dict[str, Any]:
         headers = dict(self._headers)
         headers["Content-Type"] = content_type
+        if idempotency_key is not None:
+            # Set once, before the loop: every try of this call carries the same key, so a retry
+            # the service already processed is answered from its record, not written again.
+            headers["Idempotency-Key"] = idempotency_key
         attempt = 0
         while True:
             attempt += 1
@@ -269,6 +293,15 @@ class KinesisWriter:
             # 503 overloaded: the service refused before doing anything, so resending is safe.
             response.close()
             _sleep(_backoff(attempt, error.retry_after))
+
+
+def _valid_idempotency_key(key: Any) -> bool:
+    """The service's rule (docs/api.md#idempotent-retries): 1-255 characters in %x21-7E."""
+    return (
+        isinstance(key, str)
+        and 1 <= len(key) <= 255
+        and all("\x21" <= c <= "\x7e" for c in key)
+    )
 
 
 def _dumps(value: Any) -> str:
