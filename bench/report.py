@@ -36,6 +36,8 @@ MIN_D_VS_B = 0.85
 MIN_AGGREGATE_VS_PYTHON_B = 30.0
 # The access log on (the default) costs at most 10% of scenario a against it off (issue #27).
 MIN_LOG_ON_VS_OFF_A = 0.90
+# Durable acceptance (issue #23): a spooled stream's a and b at least half the synchronous default.
+MIN_SPOOL_VS_DEFAULT = 0.5
 # The lean publisher (issue #14, item 3) stays only if it cuts CPU per Kinesis call this much.
 MIN_LEAN_CPU_CUT = 1.5
 
@@ -129,7 +131,7 @@ def main() -> None:
     verdicts = []
     for s, label in SCENARIOS.items():
         metric = TARGETS[s][0]
-        for t in ("ceiling", "service", "coalesce", "nolog", "sdk", "json", "aggregate", "python"):
+        for t in ("ceiling", "service", "coalesce", "nolog", "spool", "sdk", "json", "aggregate", "python"):
             rs = runs.get((t, s))
             if not rs:
                 continue
@@ -172,6 +174,10 @@ def main() -> None:
             if t == "coalesce" and s == "a" and (n := runs.get(("nolog", s))) and med(n, metric):
                 r = med(rs, metric) / med(n, metric)
                 verdicts.append((t, s, "req/s with the access log on vs off", r, MIN_LOG_ON_VS_OFF_A, errors, acked))
+            if t == "spool" and (d := runs.get(("coalesce", s))) and med(d, metric):
+                r = med(rs, metric) / med(d, metric)
+                ratio_c = f"{r:.2f}x default (ack=kinesis)"
+                verdicts.append((t, s, f"{metric} vs the synchronous default", r, MIN_SPOOL_VS_DEFAULT, errors, acked))
             if t == "nolog" and (d := runs.get(("coalesce", s))) and med(d, metric):
                 ratio_c = f"default / this: {med(d, metric) / med(rs, metric):.2f}"
             if t in ("sdk", "json") and (d := runs.get(("coalesce", s))) and med(d, "rec_s") and med(rs, "rec_s"):
@@ -213,7 +219,7 @@ def main() -> None:
             f"{acked} -> {'MET' if ok else 'MISSED'}"
         )
     print()
-    for t in ("service", "coalesce", "nolog", "sdk", "json", "aggregate"):
+    for t in ("service", "coalesce", "nolog", "spool", "sdk", "json", "aggregate"):
         if f"{t}_vmhwm_kb" in machine:
             print(
                 f"{t.capitalize()} memory: peak RSS (VmHWM) {machine[f'{t}_vmhwm_kb'] / 1024:.1f} "

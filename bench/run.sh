@@ -14,7 +14,10 @@
 #                               (service: coalescing off; coalesce: the default configuration,
 #                               coalescing on, lean publisher, CBOR, the access log on (one INFO
 #                               line per request to a file, as a container's log pipe takes it);
-#                               nolog: the default with telemetry.access_log=off; sdk: the default with
+#                               nolog: the default with telemetry.access_log=off; spool: the
+#                               default with the bench stream spooled (durable acceptance: 202
+#                               after an fsync, shipped in the background; a fresh spool.dir under
+#                               target/bench), scenarios a and b; sdk: the default with
 #                               kinesis.publisher=sdk; json: the default with
 #                               kinesis.protocol=json; aggregate: the default plus KPL
 #                               aggregation, scenarios b and d only)
@@ -167,7 +170,7 @@ for t in $targets; do
       "$rel/examples/ceiling" --port "$port" >"$out/ceiling.log" 2>&1 &
       tpid[$t]=$!
       ;;
-    service | coalesce | nolog | sdk | json | aggregate)
+    service | coalesce | nolog | spool | sdk | json | aggregate)
       # `service`: coalescing off (each request its own call); `coalesce`: the default
       # configuration (coalescing on, lean publisher, CBOR); `sdk`: the default with the SDK
       # publisher; `json`: the default speaking JSON; `aggregate`: the default plus KPL
@@ -175,12 +178,18 @@ for t in $targets; do
       coalesce=true aggregate=false publisher=lean protocol=cbor access_log=all
       [ "$t" = service ] && coalesce=false
       [ "$t" = nolog ] && access_log=off
+      spool_streams="" spool_dir=""
+      if [ "$t" = spool ]; then
+        spool_dir="$out/spool-$port" spool_streams=$stream
+        rm -rf "$spool_dir" && mkdir -p "$spool_dir"
+      fi
       [ "$t" = sdk ] && publisher=sdk
       [ "$t" = json ] && protocol=json
       [ "$t" = aggregate ] && aggregate=true
       # The production profile's log filter (info): the access log is on, as deployed.
       env APP_ENVIRONMENT=local APP_SERVER__PORT="$port" APP_TELEMETRY__FILTER=info \
         APP_TELEMETRY__ACCESS_LOG="$access_log" \
+        APP_SPOOL__DIR="$spool_dir" APP_SPOOL__STREAMS="$spool_streams" \
         APP_COALESCE__ENABLED="$coalesce" APP_AGGREGATION__ENABLED="$aggregate" \
         APP_KINESIS__PUBLISHER="$publisher" APP_KINESIS__PROTOCOL="$protocol" \
         AWS_ENDPOINT_URL_KINESIS="$fake" APP_KINESIS__ENDPOINT_URL="$fake" AWS_REGION=us-east-1 \
@@ -205,7 +214,7 @@ done
 for t in $targets; do
   case $t in
     ceiling) wait_http "${url[$t]}/streams/x/records" 30 POST || die "ceiling did not start" ;;
-    service | coalesce | nolog | sdk | json | aggregate)
+    service | coalesce | nolog | spool | sdk | json | aggregate)
       wait_http "${url[$t]}/health/ready" 60 || die "$t not ready in 60 s (see $out/$t.log)" ;;
     python) wait_http "${url[$t]}/health" 60 || die "python peer did not start (see $out/python.log)" ;;
   esac
@@ -268,6 +277,8 @@ for rep in $(seq 1 "$repeat"); do
       if [ "$t" = aggregate ] && { [ "$s" = a ] || [ "$s" = c ]; }; then continue; fi
       # e compares the service with and without coalescing for a lone client, nothing else.
       if [ "$s" = e ] && [ "$t" != service ] && [ "$t" != coalesce ]; then continue; fi
+      # spool: durable acceptance against the synchronous default, on a and b.
+      if [ "$t" = spool ] && [ "$s" != a ] && [ "$s" != b ]; then continue; fi
       # nolog measures what the access log costs: on a, b and c.
       if [ "$t" = nolog ] && { [ "$s" = d ] || [ "$s" = e ]; }; then continue; fi
       # sdk and json are compared with the default on a, b and c; d and e add nothing to that.
@@ -277,6 +288,8 @@ for rep in $(seq 1 "$repeat"); do
       if [ "$rep" = 1 ] && [ "$warmup" -gt 0 ]; then
         load "$t" "$s" "$warmup" "$out/runs/warmup-$t-$s.json"
       fi
+      # A spooled target may still be shipping the previous run's backlog: let it finish first.
+      if [ "$t" = spool ]; then stable_arrived >/dev/null; fi
       if [ "$t" != ceiling ]; then curl -sf -X POST "$fake/_reset" >/dev/null; fi
       log "run $rep/$repeat: $t, scenario $s, ${secs}s"
       f="$out/runs/$t-$s-$rep.json"
@@ -304,7 +317,7 @@ vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo
   echo "\"nproc\": $(nproc),"
   echo "\"cpu\": \"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)\","
   echo "\"mem_total_kb\": $(awk '/MemTotal/ {print $2}' /proc/meminfo),"
-  for t in service coalesce nolog sdk json aggregate; do
+  for t in service coalesce nolog spool sdk json aggregate; do
     [ -n "${tpid[$t]:-}" ] || continue
     p=${tpid[$t]}
     echo "\"${t}_vmhwm_kb\": $(vm "$p" VmHWM), \"${t}_vmrss_kb\": $(vm "$p" VmRSS),"
@@ -322,7 +335,7 @@ vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo
 # After the memory readings: the service targets are stopped first, so the two cores are the
 # example's and the fake's.
 if [ "${BENCH_PUBLISHER:-1}" = 1 ]; then
-  for t in service coalesce nolog sdk json aggregate; do
+  for t in service coalesce nolog spool sdk json aggregate; do
     [ -n "${tpid[$t]:-}" ] && kill -TERM "${tpid[$t]}" 2>/dev/null || true
   done
   sleep 1
