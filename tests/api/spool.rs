@@ -194,20 +194,25 @@ async fn with_kinesis_unreachable_writes_get_202_readiness_stays_and_all_arrive_
     back.kill();
 }
 
+/// `spool` with room for about two records: 1,000-byte requests at most, and a 2,100-byte spool
+/// (two records of 900 bytes take ~2,000 bytes with their frames: above 90% of it).
+fn small_spool(s: &mut Settings, dir: &Path, stream: &str) {
+    spool(s, dir, stream);
+    s.limits.streams.push(StreamLimitSettings::with(
+        stream,
+        LimitOverrides {
+            max_record_size_bytes: Some(1000),
+            max_request_size_bytes: Some(1000),
+        },
+    ));
+    s.spool.max_bytes = 2100;
+}
+
 #[tokio::test]
 async fn a_full_spool_answers_503_spool_full_and_readiness_fails() {
     let tmp = tempfile::tempdir().unwrap();
     let app = spawn_app_on(&closed_endpoint(), |s, stream| {
-        spool(s, tmp.path(), stream);
-        s.limits.streams.push(StreamLimitSettings::with(
-            stream,
-            LimitOverrides {
-                max_record_size_bytes: Some(1000),
-                max_request_size_bytes: Some(1000),
-            },
-        ));
-        // Two records of 900 bytes take ~2,000 bytes with their frames: above 90% of it.
-        s.spool.max_bytes = 2100;
+        small_spool(s, tmp.path(), stream);
     })
     .await;
     let record = "x".repeat(900);
@@ -817,16 +822,8 @@ async fn when_full_block_waits_for_room_then_answers_202_or_spool_full_at_the_ti
     let tmp = tempfile::tempdir().unwrap();
     let relay = Relay::start(emulator_port()).await;
     let app = spawn_app_with(|s, stream| {
-        spool(s, tmp.path(), stream);
+        small_spool(s, tmp.path(), stream);
         s.spool.when_full = kinesis_writer::config::WhenFull::Block;
-        s.spool.max_bytes = 2100;
-        s.limits.streams.push(StreamLimitSettings::with(
-            stream,
-            LimitOverrides {
-                max_record_size_bytes: Some(1000),
-                max_request_size_bytes: Some(1000),
-            },
-        ));
         s.server.request_timeout_ms = 2000;
         s.kinesis.endpoint_url = relay.endpoint();
         s.kinesis.connect_timeout_ms = 300;
