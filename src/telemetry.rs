@@ -19,6 +19,12 @@ use crate::config::{LogFormat, TelemetrySettings};
 /// seconds of the heaviest request rate a core serves.
 const QUEUED_LINES: usize = 16_384;
 
+/// The writer thread's buffer in front of stderr. The thread writes every line it finds queued and
+/// then flushes (tracing-appender's worker flushes once the queue is empty), so under load many
+/// lines leave in one `write(2)` instead of one each; when idle a line is flushed as soon as it
+/// is written. Lines longer than this bypass the buffer.
+const WRITE_BUFFER: usize = 64 * 1024;
+
 /// The writer's count of dropped lines, once `init` has installed it.
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
@@ -54,7 +60,10 @@ pub fn init(settings: &TelemetrySettings) -> Option<LogGuard> {
         .lossy(true)
         .buffered_lines_limit(QUEUED_LINES)
         .thread_name("log-writer")
-        .finish(std::io::stderr());
+        .finish(std::io::BufWriter::with_capacity(
+            WRITE_BUFFER,
+            std::io::stderr(),
+        ));
     let dropped = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
